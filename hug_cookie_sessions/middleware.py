@@ -1,0 +1,296 @@
+"""``SessionMiddleware``: the whole life of a session, top to bottom.
+
+1. ``process_request`` puts an unloaded :class:`Session` into the request context.
+2. The handler's first use of it verifies the cookie and loads the record.
+3. ``process_response`` saves what changed, unless the response is a 5xx or
+   the handler raised, and sends ``Set-Cookie`` only when the cookie changes.
+
+A request that never touches the session costs one small object and nothing
+else: no cookie parsing, no signature check, no store I/O, no header.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+from typing import Any, Callable, Optional, Sequence, Union
+
+import falcon
+
+from .cookies import CookieSettings
+from .session import Changes, Session, SessionValueError
+from .signing import SecretKey, SessionSigner, new_session_id
+from .stores.base import Record, SessionStoreError, Store
+from .stores.memory import MemoryStore
+
+log = logging.getLogger("hug_cookie_sessions")
+
+#: Browsers cap cookie lifetimes at 400 days; with both timeouts disabled a
+#: session lives that long after its last refresh.
+MAX_LIFETIME = 400 * 24 * 3600
+
+#: At most this many same-named cookies are checked (first that opens wins).
+MAX_COOKIES_CHECKED = 4
+
+
+class SessionUnavailable(SessionStoreError, falcon.HTTPServiceUnavailable):
+    """The store failed; Falcon renders it as ``503`` with a JSON body.
+
+    It is still a :class:`SessionStoreError`, so a handler that can work
+    without its session may catch it.
+    """
+
+    def __init__(self) -> None:
+        falcon.HTTPServiceUnavailable.__init__(
+            self,
+            title="Session store unavailable",
+            description="Sessions cannot be read or saved right now. Please try again shortly.",
+            retry_after=5,
+        )
+
+
+class SessionMiddleware:
+    """Server-side sessions behind a signed session-ID cookie, for hug and Falcon.
+
+    Add one instance to the API; handlers get the session from
+    ``hug.directives.session`` or ``req.context["session"]``. Timeouts are in
+    seconds, ``None`` disables one. ``persistent=False`` makes the cookie last
+    until the browser closes. ``clock`` exists for tests.
+    """
+
+    def __init__(
+        self,
+        secret_key: Union[SecretKey, Sequence[SecretKey]],
+        store: Optional[Any] = None,
+        *,
+        cookie_name: str = "session",
+        context_name: str = "session",
+        idle_timeout: Optional[int] = 1209600,
+        absolute_timeout: Optional[int] = None,
+        persistent: bool = True,
+        cookie_path: str = "/",
+        cookie_domain: Optional[str] = None,
+        cookie_secure: bool = True,
+        cookie_http_only: bool = True,
+        cookie_same_site: Optional[str] = "Lax",
+        refresh_fraction: float = 0.1,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        for name, value in (("idle_timeout", idle_timeout), ("absolute_timeout", absolute_timeout)):
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds or None")
+        if not 0 <= refresh_fraction < 1:
+            raise ValueError("refresh_fraction must be in [0, 1)")
+        self.signer = SessionSigner(secret_key)
+        self.store: Store = adapt_store(store)
+        self.cookie = CookieSettings(
+            cookie_name, cookie_path, cookie_domain, cookie_secure, cookie_http_only, cookie_same_site
+        )
+        self.context_name = context_name
+        self.idle_timeout = idle_timeout
+        self.absolute_timeout = absolute_timeout
+        self.persistent = persistent
+        self.refresh_fraction = refresh_fraction
+        self.clock = clock
+
+    # -- Falcon hooks ----------------------------------------------------------------
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context[self.context_name] = Session(partial(self._open_from_cookie, req))
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        session = req.context.get(self.context_name)
+        if not isinstance(session, Session) or not session.loaded:
+            return
+        _add_vary_cookie(resp)
+        if not req_succeeded or _status_code(resp) >= 500:
+            return
+        outcome = self._commit(session, keep_empty=False)
+        if outcome is None:
+            return
+        if outcome is _EXPIRE:
+            resp.append_header("Set-Cookie", self.cookie.expired_header())
+        else:
+            sid, record = outcome
+            now = self.clock()
+            header = self.cookie.header(self.signer.sign(sid), self._cookie_max_age(record, now), now)
+            resp.append_header("Set-Cookie", header)
+        if resp.get_header("Cache-Control") is None:
+            resp.set_header("Cache-Control", "no-store")
+
+    # -- sessions outside cookies --------------------------------------------------------
+
+    def open(self, token: Optional[str]) -> Session:
+        """A session for a signed ``token`` from somewhere other than the cookie.
+
+        An invalid, unknown or expired token gives an empty new session.
+        """
+        return Session(partial(self._open_tokens, [token] if token else []))
+
+    def save(self, session: Session) -> Optional[str]:
+        """Store ``session`` now, even if empty; its signed token, or None if it ended."""
+        outcome = self._commit(session, keep_empty=True)
+        if outcome is _EXPIRE:
+            return None
+        if outcome is None:
+            return self.signer.sign(session.id) if session.id else None
+        return self.signer.sign(outcome[0])
+
+    # -- loading --------------------------------------------------------------------------
+
+    def _open_from_cookie(self, req: falcon.Request) -> tuple[Optional[str], Optional[Record], bool]:
+        return self._open_tokens(req.get_cookie_values(self.cookie.name) or ())
+
+    def _open_tokens(self, tokens: Sequence[str]) -> tuple[Optional[str], Optional[Record], bool]:
+        """The first token that verifies and names a live session wins."""
+        now = self.clock()
+        for token in tokens[:MAX_COOKIES_CHECKED]:
+            verified = self.signer.unsign(token)
+            if verified is None:
+                log.warning("Ignored a session cookie with a bad signature (starts %r)", token[:6])
+                continue
+            sid, current_key = verified
+            record = self._call_store(self.store.load, sid)
+            if record is not None and record.expires_at > now:
+                return sid, record, not current_key
+        return None, None, False
+
+    # -- saving ---------------------------------------------------------------------------
+
+    def _commit(self, session: Session, *, keep_empty: bool):
+        """Persist ``session``. Returns what the cookie must become: None (unchanged),
+        ``_EXPIRE``, or ``(sid, record)`` to (re)issue."""
+        changes = _changes(session)
+        now = self.clock()
+        if changes.ended_sid:
+            self._call_store(self.store.delete, changes.ended_sid)
+        old, old_sid = session.record, session.id
+        data = session.full_data(changes.changed)
+        if not data and not keep_empty and (old is None or changes.removed):
+            if old is not None:
+                self._call_store(self.store.delete, old_sid)
+            return _EXPIRE if old is not None or changes.ended_sid else None
+
+        idle_timeout = changes.idle_timeout
+        if idle_timeout is None and old is not None:
+            idle_timeout = old.idle_timeout
+        created_at = old.created_at if old is not None else now
+        expires_at = self._expires_at(created_at, idle_timeout, now)
+        refreshed = old is None or expires_at - old.expires_at >= self._refresh_step(idle_timeout)
+        if not refreshed:
+            expires_at = old.expires_at
+        user_id = changes.user_id or (old.user_id if old is not None else None)
+        record = Record(data, created_at, expires_at, user_id, idle_timeout)
+
+        if old is None:
+            sid = new_session_id()
+            self._call_store(self.store.create, sid, record)
+        elif changes.regenerate:
+            sid = new_session_id()
+            if not self._call_store(self.store.rotate, old_sid, sid, record):
+                return _EXPIRE
+        elif changes.any or refreshed:
+            sid = old_sid
+            alive = self._call_store(
+                self.store.apply,
+                sid,
+                changes.changed,
+                changes.removed,
+                expires_at,
+                user_id=changes.user_id,
+                idle_timeout=changes.idle_timeout,
+            )
+            if not alive:
+                log.info("Session ended by a concurrent request; its changes were dropped")
+                return _EXPIRE
+        else:
+            return (old_sid, old) if changes.reissue else None
+        session.stored_as(sid, record)
+        cookie_changes = (
+            sid != old_sid
+            or changes.reissue
+            or changes.idle_timeout is not None
+            or (refreshed and self._cookie_max_age(record, now) is not None)
+        )
+        return (sid, record) if cookie_changes else None
+
+    # -- timing ---------------------------------------------------------------------------
+
+    def _idle(self, idle_timeout: Optional[int]) -> int:
+        """The idle timeout in force: the session's own (0 means the default) or the middleware's."""
+        return idle_timeout or self.idle_timeout or MAX_LIFETIME
+
+    def _expires_at(self, created_at: float, idle_timeout: Optional[int], now: float) -> float:
+        expires_at = now + self._idle(idle_timeout)
+        if self.absolute_timeout is not None:
+            expires_at = min(expires_at, created_at + self.absolute_timeout)
+        return expires_at
+
+    def _refresh_step(self, idle_timeout: Optional[int]) -> float:
+        """How much later the expiry must move before a read-only request writes it."""
+        return max(self._idle(idle_timeout) * self.refresh_fraction, 1.0)
+
+    def _cookie_max_age(self, record: Record, now: float) -> Optional[int]:
+        if record.idle_timeout == 0 or (record.idle_timeout is None and not self.persistent):
+            return None
+        return max(round(record.expires_at - now), 0)
+
+    # -- store calls ----------------------------------------------------------------------
+
+    def _call_store(self, method: Callable, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except SessionUnavailable:
+            raise
+        except SessionStoreError as error:
+            log.error("Session store failed in %s: %s", getattr(method, "__name__", method), error)
+            raise SessionUnavailable() from error
+
+
+_EXPIRE = object()
+
+
+def _changes(session: Session) -> Changes:
+    """The session's changes; a value that is not JSON is a logged 500, and nothing is saved."""
+    try:
+        return session.changes()
+    except SessionValueError as error:
+        log.error("Session not saved: %s", error)
+        raise falcon.HTTPInternalServerError(
+            title="Session not saved",
+            description="A session value could not be stored.",
+        ) from error
+
+
+def adapt_store(store: Optional[Any]) -> Store:
+    """``store`` itself if it speaks the store protocol; a hug-style store wrapped; None: memory."""
+    if store is None:
+        return MemoryStore()
+    if all(callable(getattr(store, name, None)) for name in ("load", "create", "apply", "rotate", "delete")):
+        return store
+    if all(callable(getattr(store, name, None)) for name in ("get", "exists", "set", "delete")):
+        from .stores.hug_adapter import HugStoreAdapter
+
+        return HugStoreAdapter(store)
+    raise TypeError("store must implement load/create/apply/rotate/delete, or hug's get/exists/set/delete")
+
+
+def _status_code(resp: falcon.Response) -> int:
+    status = resp.status
+    if isinstance(status, int):
+        return status
+    try:
+        return int(str(status)[:3])
+    except ValueError:
+        return 500
+
+
+def _add_vary_cookie(resp: falcon.Response) -> None:
+    vary = resp.get_header("Vary")
+    if vary is None:
+        resp.set_header("Vary", "Cookie")
+    elif "cookie" not in vary.lower():
+        resp.set_header("Vary", f"{vary}, Cookie")

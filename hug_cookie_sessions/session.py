@@ -1,0 +1,296 @@
+"""The session a handler sees: a lazily loaded mapping that knows what changed.
+
+Nothing here touches HTTP or a store directly. The session asks its loader for
+the stored record on first use, decodes a value only when a key is read, and
+at the end of the request reports exactly which keys changed (including values
+mutated in place, such as ``session["cart"].append(item)``) so that the
+middleware can write back just those.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from .stores.base import Record
+
+#: Returns ``(session id, record, reissue)``: the stored session (both None for
+#: none) and whether the client must be sent its reference again (for example,
+#: a cookie signed with a retired key).
+Loader = Callable[[], "tuple[Optional[str], Optional[Record], bool]"]
+
+# Values of these types cannot change in place, so reading one never makes the
+# session dirty and needs no re-encoding when the request ends.
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+class SessionValueError(TypeError):
+    """A session value cannot be stored because it is not JSON-serializable."""
+
+    def __init__(self, key: str, value: Any) -> None:
+        self.key = key
+        super().__init__(
+            f"session[{key!r}] holds a {type(value).__name__}, which is not JSON-serializable; "
+            "store only dicts, lists, strings, numbers, booleans and None"
+        )
+
+
+@dataclass
+class Changes:
+    """What one request did to its session, as the middleware persists it."""
+
+    changed: dict[str, str]
+    removed: set[str]
+    regenerate: bool = False
+    ended_sid: Optional[str] = None
+    user_id: Optional[str] = None
+    idle_timeout: Optional[int] = None
+    reissue: bool = False
+
+    @property
+    def any(self) -> bool:
+        """Whether saving must write to the store."""
+        return bool(
+            self.changed
+            or self.removed
+            or self.regenerate
+            or self.ended_sid
+            or self.user_id is not None
+            or self.idle_timeout is not None
+        )
+
+
+def encode_value(key: str, value: Any) -> str:
+    """The JSON text stored for ``value``; raises :class:`SessionValueError` naming ``key``."""
+    try:
+        return _encode(value)
+    except (TypeError, ValueError) as error:
+        raise SessionValueError(key, value) from error
+
+
+class Session(MutableMapping):
+    """A dict-like session, loaded on first use and saved by the middleware.
+
+    ``id`` is None until the session is stored; ``is_new`` stays True until
+    then. Call :meth:`regenerate` after a login (a new ID for the same data,
+    the old ID deleted) and :meth:`invalidate` on logout (the stored session
+    deleted and the cookie expired). Keys are strings; values must be
+    JSON-serializable.
+    """
+
+    __slots__ = (
+        "_loader",
+        "_loaded",
+        "_sid",
+        "_record",
+        "_raw",
+        "_values",
+        "_assigned",
+        "_removed",
+        "_regenerate",
+        "_ended_sid",
+        "_user_id",
+        "_idle_timeout",
+        "_reissue",
+    )
+
+    def __init__(self, loader: Loader) -> None:
+        self._loader = loader
+        self._loaded = False
+
+    # -- loading -----------------------------------------------------------------
+
+    def _load(self) -> None:
+        sid, record, reissue = self._loader()
+        self.stored_as(sid, record)
+        self._reissue = reissue
+        self._loaded = True
+
+    def stored_as(self, sid: Optional[str], record: Optional[Record]) -> None:
+        """Make ``record``, stored under ``sid``, the session's clean state (after loading or saving)."""
+        self._sid = sid if record is not None else None
+        self._record = record
+        self._raw = record.data if record is not None else {}
+        self._values: dict[str, Any] = {}
+        self._assigned: set[str] = set()
+        self._removed: set[str] = set()
+        self._regenerate = False
+        self._ended_sid: Optional[str] = None
+        self._user_id: Optional[str] = None
+        self._idle_timeout: Optional[int] = None
+        self._reissue = False
+
+    @property
+    def loaded(self) -> bool:
+        """Whether anything has used this session during the request."""
+        return self._loaded
+
+    def _ensure_loaded(self) -> None:
+        if not self._loaded:
+            self._load()
+
+    # -- the mapping ---------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        if not self._loaded:
+            self._load()
+        try:
+            return self._values[key]
+        except KeyError:
+            pass
+        if key in self._removed:
+            raise KeyError(key)
+        value = self._values[key] = json.loads(self._raw[key])
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"session keys must be str, not {type(key).__name__}")
+        if not self._loaded:
+            self._load()
+        self._values[key] = value
+        self._assigned.add(key)
+        self._removed.discard(key)
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._values.pop(key, None)
+        self._assigned.discard(key)
+        if key in self._raw:
+            self._removed.add(key)
+
+    def __contains__(self, key: object) -> bool:
+        if not self._loaded:
+            self._load()
+        return key in self._values or (key in self._raw and key not in self._removed)
+
+    def __iter__(self) -> Iterator[str]:
+        if not self._loaded:
+            self._load()
+        yield from (key for key in self._raw if key not in self._removed and key not in self._values)
+        yield from list(self._values)
+
+    def __len__(self) -> int:
+        if not self._loaded:
+            self._load()
+        return len(self._values) + sum(
+            1 for key in self._raw if key not in self._removed and key not in self._values
+        )
+
+    def __repr__(self) -> str:
+        state = dict(self) if self._loaded else "not loaded"
+        return f"<Session id={self._sid if self._loaded else '?'} {state}>"
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def id(self) -> Optional[str]:
+        """The stored session's ID, or None while the session has not been stored."""
+        self._ensure_loaded()
+        return self._sid
+
+    @property
+    def is_new(self) -> bool:
+        """True until the session has been stored."""
+        self._ensure_loaded()
+        return self._record is None
+
+    @property
+    def record(self) -> Optional[Record]:
+        """The record as loaded from the store (None for a new session)."""
+        self._ensure_loaded()
+        return self._record
+
+    @property
+    def modified(self) -> bool:
+        """Whether saving now would write anything to the store."""
+        self._ensure_loaded()
+        try:
+            return self.changes().any
+        except SessionValueError:
+            return True
+
+    def regenerate(self) -> None:
+        """Give this session a new ID when it is saved, keeping its data.
+
+        The old ID stops working at once. Call it when the user logs in, so an
+        ID planted before login (session fixation) is worthless afterwards.
+        """
+        self._ensure_loaded()
+        self._regenerate = self._record is not None
+
+    def invalidate(self) -> None:
+        """End the session: delete it from the store and expire the cookie.
+
+        Anything stored afterwards in the same request starts a new session
+        under a new ID.
+        """
+        self._ensure_loaded()
+        ended_sid = self._sid or self._ended_sid
+        self.stored_as(None, None)
+        self._ended_sid = ended_sid
+
+    @property
+    def user_id(self) -> Optional[str]:
+        """The user this session was bound to with :meth:`bind_user`, if any."""
+        self._ensure_loaded()
+        if self._user_id is not None:
+            return self._user_id
+        return self._record.user_id if self._record is not None else None
+
+    def bind_user(self, user_id: str) -> None:
+        """Record that this session belongs to ``user_id`` (see ``user_sessions``)."""
+        if not isinstance(user_id, str) or not user_id:
+            raise ValueError("user_id must be a non-empty string")
+        self._ensure_loaded()
+        self._user_id = user_id
+
+    def set_expiry(self, seconds: int) -> None:
+        """Override the idle timeout for this session only ("remember me").
+
+        A positive number keeps the session for that many idle seconds with a
+        persistent cookie; 0 gives a browser-session cookie with the default
+        idle timeout. The middleware's absolute timeout still applies.
+        """
+        if not isinstance(seconds, int) or seconds < 0:
+            raise ValueError("seconds must be an int >= 0")
+        self._ensure_loaded()
+        self._idle_timeout = seconds
+
+    # -- what the middleware reads when saving ---------------------------------------
+
+    def changes(self) -> Changes:
+        """Everything saving must persist, values as JSON text.
+
+        Raises :class:`SessionValueError` naming the first value that cannot be
+        encoded; nothing is written in that case.
+        """
+        self._ensure_loaded()
+        changed = {}
+        raw = self._raw
+        for key, value in self._values.items():
+            if key not in self._assigned and isinstance(value, _IMMUTABLE):
+                continue
+            text = encode_value(key, value)
+            if raw.get(key) != text:
+                changed[key] = text
+        return Changes(
+            changed,
+            set(self._removed),
+            self._regenerate,
+            self._ended_sid,
+            self._user_id,
+            self._idle_timeout,
+            self._reissue,
+        )
+
+    def full_data(self, changed: dict[str, str]) -> dict[str, str]:
+        """Every key's JSON text once ``changed`` (from :meth:`changes`) is applied."""
+        data = {key: text for key, text in self._raw.items() if key not in self._removed}
+        data.update(changed)
+        return data

@@ -1,0 +1,1 @@
+"""Session stores: one module per backend, all behind the protocol in ``base``."""

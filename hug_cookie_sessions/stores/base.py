@@ -1,0 +1,87 @@
+"""The store protocol every session backend implements, and its error type.
+
+A store keeps each session as a :class:`Record`: the session's values, one JSON
+text per key, plus the metadata the server needs to enforce timeouts. Stores
+see only session IDs and JSON text; they know nothing about HTTP, cookies or
+signing.
+
+Writes are per key (:meth:`Store.apply`), so two requests of one session that
+change different keys both persist, and a write to a session that no longer
+exists does nothing, so a request that started before a logout cannot bring the
+session back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Collection, Mapping, Optional, Protocol, runtime_checkable
+
+
+class SessionStoreError(Exception):
+    """A store could not be reached, read or written.
+
+    The middleware turns it into a ``503 Service Unavailable`` response with a
+    JSON body; the session is left as it was before the request.
+    """
+
+
+@dataclass
+class Record:
+    """One stored session.
+
+    ``data`` maps each key to its value's JSON text; decoding is left to the
+    session so that a request pays only for the keys it reads. Times are Unix
+    seconds. ``expires_at`` already folds in both the idle and the absolute
+    timeout: a store must not return a record once it has passed.
+    """
+
+    data: dict[str, str]
+    created_at: float
+    expires_at: float
+    user_id: Optional[str] = None
+    idle_timeout: Optional[int] = None
+
+    def copy(self) -> Record:
+        """A copy whose ``data`` can be changed without touching this one."""
+        return replace(self, data=dict(self.data))
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What the middleware needs from a session backend.
+
+    Every method may raise :class:`SessionStoreError` when the backend fails.
+    ``hug_cookie_sessions.testing.StoreConformance`` checks an implementation.
+    """
+
+    def load(self, sid: str) -> Optional[Record]:
+        """The live record for ``sid``, or None if it is unknown or expired."""
+
+    def create(self, sid: str, record: Record) -> None:
+        """Store a new session. ``sid`` is fresh and random, never reused."""
+
+    def apply(
+        self,
+        sid: str,
+        changed: Mapping[str, str],
+        removed: Collection[str],
+        expires_at: float,
+        *,
+        user_id: Optional[str] = None,
+        idle_timeout: Optional[int] = None,
+    ) -> bool:
+        """Atomically write ``changed`` keys, delete ``removed`` ones and set the expiry.
+
+        ``user_id`` and ``idle_timeout`` are changed only when not None.
+        Returns False, writing nothing, when the session no longer exists.
+        """
+
+    def rotate(self, old_sid: str, new_sid: str, record: Record) -> bool:
+        """Replace ``old_sid`` by ``new_sid`` holding ``record``.
+
+        Returns False, writing nothing, when ``old_sid`` no longer exists. At no
+        point may both IDs open the session.
+        """
+
+    def delete(self, sid: str) -> None:
+        """Remove the session; deleting an unknown ID is not an error."""

@@ -1,0 +1,96 @@
+"""``MemoryStore``: sessions in a dict of this process. For one process only.
+
+Sessions vanish on restart and are not shared between worker processes; use
+``SQLiteStore`` for one host and ``RedisStore`` for several.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import Callable, Collection, Mapping, Optional
+
+from .base import Record
+
+
+class MemoryStore:
+    """Thread-safe, TTL-expiring, bounded: past ``max_sessions`` the oldest session goes first."""
+
+    def __init__(self, max_sessions: int = 100_000, *, clock: Callable[[], float] = time.time) -> None:
+        if max_sessions < 1:
+            raise ValueError("max_sessions must be at least 1")
+        self.max_sessions = max_sessions
+        self._clock = clock
+        self._records: OrderedDict[str, Record] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(self, sid: str) -> Optional[Record]:
+        with self._lock:
+            record = self._records.get(sid)
+            if record is None or record.expires_at <= self._clock():
+                return None
+            return record.copy()
+
+    def create(self, sid: str, record: Record) -> None:
+        stored = record.copy()
+        with self._lock:
+            if len(self._records) >= self.max_sessions:
+                self._purge_expired_locked()
+                while len(self._records) >= self.max_sessions:
+                    self._records.popitem(last=False)
+            self._records[sid] = stored
+
+    def apply(
+        self,
+        sid: str,
+        changed: Mapping[str, str],
+        removed: Collection[str],
+        expires_at: float,
+        *,
+        user_id: Optional[str] = None,
+        idle_timeout: Optional[int] = None,
+    ) -> bool:
+        with self._lock:
+            record = self._records.get(sid)
+            if record is None or record.expires_at <= self._clock():
+                return False
+            record.data.update(changed)
+            for key in removed:
+                record.data.pop(key, None)
+            record.expires_at = expires_at
+            if user_id is not None:
+                record.user_id = user_id
+            if idle_timeout is not None:
+                record.idle_timeout = idle_timeout
+            return True
+
+    def rotate(self, old_sid: str, new_sid: str, record: Record) -> bool:
+        with self._lock:
+            old = self._records.pop(old_sid, None)
+            if old is None or old.expires_at <= self._clock():
+                return False
+            self._records[new_sid] = record.copy()
+            return True
+
+    def delete(self, sid: str) -> None:
+        with self._lock:
+            self._records.pop(sid, None)
+
+    def purge_expired(self) -> int:
+        """Drop expired sessions now; returns how many."""
+        with self._lock:
+            return self._purge_expired_locked()
+
+    def _purge_expired_locked(self) -> int:
+        now = self._clock()
+        expired = [sid for sid, record in self._records.items() if record.expires_at <= now]
+        for sid in expired:
+            del self._records[sid]
+        return len(expired)
+
+    def __len__(self) -> int:
+        """Live (unexpired) sessions."""
+        now = self._clock()
+        with self._lock:
+            return sum(1 for record in self._records.values() if record.expires_at > now)

@@ -1,0 +1,266 @@
+"""``SQLiteStore``: sessions in one SQLite file, the embedded default for a single host.
+
+One row per session and one row per session key, so a request writes only
+the keys it changed and two requests changing different keys both persist.
+Several worker processes (and threads) can share the file: it runs in WAL mode,
+where readers never wait for the writer, and writers wait up to
+``busy_timeout`` seconds for each other before the store reports an error.
+
+Durability: ``synchronous="NORMAL"`` (the default) never corrupts the file, but
+a power cut may lose the last commits; ``"FULL"`` syncs every commit to disk
+at about twice the write cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from typing import Callable, Collection, Mapping, Optional
+
+from .base import Record, SessionStoreError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    user_id TEXT,
+    idle_timeout INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id) WHERE user_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS session_values (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (session_id, key)
+) WITHOUT ROWID;
+"""
+
+_LOAD = """
+SELECT s.created_at, s.expires_at, s.user_id, s.idle_timeout, v.key, v.value
+FROM sessions AS s LEFT JOIN session_values AS v ON v.session_id = s.id
+WHERE s.id = ? AND s.expires_at > ?
+"""
+
+
+class SQLiteStore:
+    """Sessions in the SQLite database at ``path``, created on first use.
+
+    Expired sessions are never returned; they are deleted in small batches at
+    most once per ``purge_interval`` seconds, piggybacked on a new session's
+    write, and by :meth:`purge_expired`. A missing directory, an unreadable or
+    corrupt file, or a lock held past ``busy_timeout`` raises
+    :class:`SessionStoreError` (a 503), and the store retries on the next call.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        busy_timeout: float = 5.0,
+        synchronous: str = "NORMAL",
+        purge_interval: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if path == ":memory:" or not path:
+            raise ValueError("SQLiteStore needs a file path; use MemoryStore for in-memory sessions")
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError("synchronous must be OFF, NORMAL, FULL or EXTRA")
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self.synchronous = synchronous.upper()
+        self.purge_interval = purge_interval
+        self._clock = clock
+        self._local = threading.local()
+        self._next_purge = 0.0
+
+    # -- connections -------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened (and the schema made) on first use, anew after a fork."""
+        local = self._local
+        connection = getattr(local, "connection", None)
+        if connection is not None and local.pid == os.getpid():
+            return connection
+        connection = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute(f"PRAGMA synchronous = {self.synchronous}")
+            connection.execute("PRAGMA foreign_keys = ON")
+            connection.executescript(_SCHEMA)
+        except BaseException:
+            connection.close()
+            raise
+        local.connection, local.pid = connection, os.getpid()
+        return connection
+
+    def _fail(self, error: sqlite3.Error) -> SessionStoreError:
+        """Drop this thread's connection (the next call reconnects) and describe ``error``."""
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            with contextlib.suppress(sqlite3.Error):
+                connection.close()
+        return SessionStoreError(f"SQLite session store {self.path!r}: {error}")
+
+    # -- the store protocol ----------------------------------------------------------------
+
+    def load(self, sid: str) -> Optional[Record]:
+        try:
+            rows = self._connection().execute(_LOAD, (sid, self._clock())).fetchall()
+        except sqlite3.Error as error:
+            raise self._fail(error) from error
+        if not rows:
+            return None
+        created_at, expires_at, user_id, idle_timeout = rows[0][:4]
+        data = {key: value for *_, key, value in rows if key is not None}
+        return Record(data, created_at, expires_at, user_id, idle_timeout)
+
+    def create(self, sid: str, record: Record) -> None:
+        with _Transaction(self) as db:
+            _insert(db, sid, record)
+        now = self._clock()
+        if now >= self._next_purge:
+            self._next_purge = now + self.purge_interval
+            self.purge_expired(max_batches=1)
+
+    def apply(
+        self,
+        sid: str,
+        changed: Mapping[str, str],
+        removed: Collection[str],
+        expires_at: float,
+        *,
+        user_id: Optional[str] = None,
+        idle_timeout: Optional[int] = None,
+    ) -> bool:
+        with _Transaction(self) as db:
+            updated = db.execute(
+                "UPDATE sessions SET expires_at = ?, user_id = coalesce(?, user_id),"
+                " idle_timeout = coalesce(?, idle_timeout) WHERE id = ? AND expires_at > ?",
+                (expires_at, user_id, idle_timeout, sid, self._clock()),
+            ).rowcount
+            if not updated:
+                return False
+            if changed:
+                db.executemany(
+                    "INSERT OR REPLACE INTO session_values (session_id, key, value) VALUES (?, ?, ?)",
+                    [(sid, key, value) for key, value in changed.items()],
+                )
+            if removed:
+                db.executemany(
+                    "DELETE FROM session_values WHERE session_id = ? AND key = ?",
+                    [(sid, key) for key in removed],
+                )
+            return True
+
+    def rotate(self, old_sid: str, new_sid: str, record: Record) -> bool:
+        with _Transaction(self) as db:
+            deleted = db.execute(
+                "DELETE FROM sessions WHERE id = ? AND expires_at > ?", (old_sid, self._clock())
+            ).rowcount
+            if not deleted:
+                return False
+            _insert(db, new_sid, record)
+            return True
+
+    def delete(self, sid: str) -> None:
+        with _Transaction(self) as db:
+            db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    def purge_expired(
+        self,
+        *,
+        batch_size: int = 1000,
+        max_batches: Optional[int] = None,
+        progress: Optional[Callable[[int], None]] = None,
+    ) -> int:
+        """Delete expired sessions in batches of ``batch_size``; returns how many.
+
+        ``progress`` is called with the running total after each batch.
+        """
+        total = batches = 0
+        while max_batches is None or batches < max_batches:
+            with _Transaction(self) as db:
+                deleted = db.execute(
+                    "DELETE FROM sessions WHERE id IN"
+                    " (SELECT id FROM sessions WHERE expires_at <= ? LIMIT ?)",
+                    (self._clock(), batch_size),
+                ).rowcount
+            total += deleted
+            batches += 1
+            if progress is not None:
+                progress(total)
+            if deleted < batch_size:
+                break
+        return total
+
+    def count_expired(self) -> int:
+        """Expired sessions not purged yet."""
+        return self._count("expires_at <= ?")
+
+    def __len__(self) -> int:
+        """Live (unexpired) sessions."""
+        return self._count("expires_at > ?")
+
+    def _count(self, condition: str) -> int:
+        try:
+            row = (
+                self._connection()
+                .execute(f"SELECT count(*) FROM sessions WHERE {condition}", (self._clock(),))
+                .fetchone()
+            )
+        except sqlite3.Error as error:
+            raise self._fail(error) from error
+        return row[0]
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            connection.close()
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any error, sqlite3 errors become SessionStoreError."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            self._db = self._store._connection()
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise self._store._fail(error) from error
+        return self._db
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        try:
+            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        except sqlite3.Error as error:
+            if exc_type is None:
+                raise self._store._fail(error) from error
+        if isinstance(exc, sqlite3.Error):
+            raise self._store._fail(exc) from exc
+
+
+def _insert(db: sqlite3.Connection, sid: str, record: Record) -> None:
+    db.execute(
+        "INSERT INTO sessions (id, created_at, expires_at, user_id, idle_timeout) VALUES (?, ?, ?, ?, ?)",
+        (sid, record.created_at, record.expires_at, record.user_id, record.idle_timeout),
+    )
+    db.executemany(
+        "INSERT INTO session_values (session_id, key, value) VALUES (?, ?, ?)",
+        [(sid, key, value) for key, value in record.data.items()],
+    )

@@ -1,0 +1,193 @@
+"""A conformance suite for session stores, ours or yours (needs pytest).
+
+Subclass :class:`StoreConformance` in a test module and provide a ``store``
+fixture that returns a fresh, empty store::
+
+    from hug_cookie_sessions.testing import StoreConformance
+
+    class TestMyStore(StoreConformance):
+        @pytest.fixture
+        def store(self):
+            return MyStore(...)
+
+Every test states one promise of the store protocol in its name. Times are
+real Unix times: records are created already expired rather than waited on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from .signing import new_session_id
+from .stores.base import Record
+
+HOUR = 3600.0
+
+
+def record(data: dict[str, str] | None = None, *, ttl: float = HOUR, **meta) -> Record:
+    """A record that expires ``ttl`` seconds from now."""
+    now = time.time()
+    return Record(dict(data or {}), now, now + ttl, **meta)
+
+
+class StoreConformance:
+    """The store protocol, one test per promise."""
+
+    def test_unknown_id_loads_nothing(self, store):
+        assert store.load(new_session_id()) is None
+
+    def test_created_record_loads_back_with_its_metadata(self, store):
+        sid = new_session_id()
+        original = record({"n": "1", "cart": '["apple"]'}, user_id="alice", idle_timeout=600)
+        store.create(sid, original)
+        loaded = store.load(sid)
+        assert loaded.data == {"n": "1", "cart": '["apple"]'}
+        assert loaded.created_at == pytest.approx(original.created_at, abs=0.001)
+        assert loaded.expires_at == pytest.approx(original.expires_at, abs=0.001)
+        assert (loaded.user_id, loaded.idle_timeout) == ("alice", 600)
+
+    def test_changing_a_loaded_record_does_not_change_the_store(self, store):
+        sid = new_session_id()
+        store.create(sid, record({"a": "1"}))
+        store.load(sid).data["a"] = "2"
+        assert store.load(sid).data == {"a": "1"}
+
+    def test_sessions_are_independent(self, store):
+        first, second = new_session_id(), new_session_id()
+        store.create(first, record({"who": '"first"'}))
+        store.create(second, record({"who": '"second"'}))
+        store.apply(first, {"who": '"changed"'}, (), time.time() + HOUR)
+        assert store.load(second).data == {"who": '"second"'}
+
+    def test_apply_writes_changed_keys_and_deletes_removed_ones(self, store):
+        sid = new_session_id()
+        store.create(sid, record({"keep": "1", "change": "2", "drop": "3"}))
+        assert store.apply(sid, {"change": "20", "new": "4"}, {"drop"}, time.time() + HOUR) is True
+        assert store.load(sid).data == {"keep": "1", "change": "20", "new": "4"}
+
+    def test_apply_moves_the_expiry(self, store):
+        sid = new_session_id()
+        store.create(sid, record({"a": "1"}, ttl=60))
+        later = time.time() + 2 * HOUR
+        store.apply(sid, {}, (), later)
+        assert store.load(sid).expires_at == pytest.approx(later, abs=0.001)
+
+    def test_apply_changes_user_and_idle_timeout_only_when_given(self, store):
+        sid = new_session_id()
+        store.create(sid, record({"a": "1"}, user_id="alice", idle_timeout=600))
+        store.apply(sid, {"a": "2"}, (), time.time() + HOUR)
+        loaded = store.load(sid)
+        assert (loaded.user_id, loaded.idle_timeout) == ("alice", 600)
+        store.apply(sid, {}, (), time.time() + HOUR, user_id="bob", idle_timeout=0)
+        loaded = store.load(sid)
+        assert (loaded.user_id, loaded.idle_timeout) == ("bob", 0)
+
+    def test_applies_to_different_keys_both_persist(self, store):
+        sid = new_session_id()
+        store.create(sid, record({"base": "0"}))
+        store.load(sid), store.load(sid)  # two requests load the same state
+        store.apply(sid, {"left": "1"}, (), time.time() + HOUR)
+        store.apply(sid, {"right": "2"}, (), time.time() + HOUR)
+        assert store.load(sid).data == {"base": "0", "left": "1", "right": "2"}
+
+    def test_concurrent_applies_from_threads_lose_no_key(self, store):
+        sid = new_session_id()
+        store.create(sid, record({"base": "0"}))
+        expires_at = time.time() + HOUR
+
+        def write(index: int) -> None:
+            for round_ in range(10):
+                store.apply(sid, {f"k{index}": str(round_)}, (), expires_at)
+
+        threads = [threading.Thread(target=write, args=(index,)) for index in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert store.load(sid).data == {"base": "0", **{f"k{index}": "9" for index in range(8)}}
+
+    def test_apply_to_an_unknown_session_returns_false_and_creates_nothing(self, store):
+        sid = new_session_id()
+        assert store.apply(sid, {"a": "1"}, (), time.time() + HOUR) is False
+        assert store.load(sid) is None
+
+    def test_apply_after_delete_does_not_bring_the_session_back(self, store):
+        sid = new_session_id()
+        store.create(sid, record({"a": "1"}))
+        store.delete(sid)
+        assert store.apply(sid, {"b": "2"}, {"a"}, time.time() + HOUR) is False
+        assert store.load(sid) is None
+
+    def test_rotate_moves_the_record_and_the_old_id_opens_nothing(self, store):
+        old, new = new_session_id(), new_session_id()
+        store.create(old, record({"a": "1"}))
+        assert store.rotate(old, new, record({"a": "1", "b": "2"}, user_id="alice")) is True
+        assert store.load(old) is None
+        loaded = store.load(new)
+        assert loaded.data == {"a": "1", "b": "2"}
+        assert loaded.user_id == "alice"
+
+    def test_rotate_of_a_deleted_session_returns_false_and_creates_nothing(self, store):
+        old, new = new_session_id(), new_session_id()
+        store.create(old, record({"a": "1"}))
+        store.delete(old)
+        assert store.rotate(old, new, record({"a": "1"})) is False
+        assert store.load(new) is None
+
+    def test_after_rotate_the_old_id_cannot_be_written(self, store):
+        old, new = new_session_id(), new_session_id()
+        store.create(old, record({"a": "1"}))
+        store.rotate(old, new, record({"a": "1"}))
+        assert store.apply(old, {"a": "2"}, (), time.time() + HOUR) is False
+        assert store.load(new).data == {"a": "1"}
+
+    def test_delete_removes_the_session_and_tolerates_unknown_ids(self, store):
+        sid = new_session_id()
+        store.create(sid, record({"a": "1"}))
+        store.delete(sid)
+        store.delete(sid)
+        store.delete(new_session_id())
+        assert store.load(sid) is None
+
+    def test_an_expired_record_is_never_returned(self, store):
+        sid = new_session_id()
+        store.create(sid, record({"a": "1"}, ttl=-1))
+        assert store.load(sid) is None
+
+    def test_apply_to_an_expired_record_returns_false(self, store):
+        sid = new_session_id()
+        store.create(sid, record({"a": "1"}, ttl=-1))
+        assert store.apply(sid, {"a": "2"}, (), time.time() + HOUR) is False
+        assert store.load(sid) is None
+
+    def test_keys_and_values_with_awkward_characters_round_trip(self, store):
+        sid = new_session_id()
+        data = {
+            "'; DROP TABLE sessions; --": '"x"',
+            "../../etc/passwd": "1",
+            "tab\tnew\nline\x00nul": '"\\u0000"',
+            "ключ 🍪": '"значение 🍪"',
+            "": "null",
+        }
+        store.create(sid, record(data))
+        assert store.load(sid).data == data
+        store.apply(sid, {"ключ 🍪": '"ещё"'}, {"../../etc/passwd"}, time.time() + HOUR)
+        assert store.load(sid).data["ключ 🍪"] == '"ещё"'
+        assert "../../etc/passwd" not in store.load(sid).data
+
+    def test_an_empty_session_can_be_stored(self, store):
+        sid = new_session_id()
+        store.create(sid, record({}))
+        assert store.load(sid).data == {}
+
+    def test_len_counts_live_sessions(self, store):
+        if not hasattr(store, "__len__"):
+            pytest.skip("this store does not count its sessions")
+        before = len(store)
+        live, expired = new_session_id(), new_session_id()
+        store.create(live, record({"a": "1"}))
+        store.create(expired, record({"a": "1"}, ttl=-1))
+        assert len(store) == before + 1
