@@ -1,0 +1,81 @@
+"""Test helpers: a visitor with a real cookie jar, and a store wrapper that counts calls."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import requests
+
+from hug_cookie_sessions import SessionMiddleware
+
+from .apps import Gates, build_app
+
+SECRET = "test-secret-key-0123456789"
+
+
+class CountingStore:
+    """Passes every call to a real store and counts them by method name."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.store, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def io(self) -> int:
+        return sum(self.calls.values())
+
+
+class Site:
+    """The test app behind a real HTTP server, with its middleware and store at hand."""
+
+    def __init__(self, url: str, middleware: SessionMiddleware, gates: Gates) -> None:
+        self.url = url
+        self.middleware = middleware
+        self.store = middleware.store
+        self.gates = gates
+
+    def visitor(self) -> Visitor:
+        return Visitor(self)
+
+
+class Visitor:
+    """A browser-like client: a requests.Session keeps and sends the cookies."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.http = requests.Session()
+
+    def get(self, path: str, **params: Any) -> requests.Response:
+        return self.http.get(self.site.url + path, params=params, timeout=10)
+
+    def post(self, path: str, **params: Any) -> requests.Response:
+        return self.http.post(self.site.url + path, params=params, timeout=10)
+
+    @property
+    def cookie(self) -> str | None:
+        return self.http.cookies.get(self.site.middleware.cookie.name)
+
+    def set_cookie(self, value: str) -> None:
+        self.http.cookies.set(self.site.middleware.cookie.name, value, domain="127.0.0.1", path="/")
+
+    def value(self, key: str) -> Any:
+        return self.get("/get", key=key).json()["value"]
+
+
+def make_site(serve, store, clock, **options: Any) -> Site:
+    options.setdefault("cookie_secure", False)  # plain http on loopback
+    middleware = SessionMiddleware(options.pop("secret_key", SECRET), store, clock=clock, **options)
+    gates = Gates()
+    return Site(serve(build_app(middleware, gates)), middleware, gates)
