@@ -48,7 +48,9 @@ class SessionSigner:
     def __init__(self, secret_keys: Union[SecretKey, Sequence[SecretKey]], salt: str = SALT) -> None:
         if isinstance(secret_keys, (str, bytes)):
             secret_keys = [secret_keys]
-        if not secret_keys or not all(isinstance(key, (str, bytes)) and key for key in secret_keys):
+        if not isinstance(secret_keys, (list, tuple)) or not secret_keys:
+            secret_keys = [None]
+        if not all(isinstance(key, (str, bytes)) and key for key in secret_keys):
             raise ValueError("secret_key must be a non-empty str or bytes, or a non-empty list of them")
         signer = Signer(
             list(secret_keys), salt=salt, sep=".", key_derivation="hmac", digest_method=hashlib.sha256

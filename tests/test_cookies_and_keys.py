@@ -1,0 +1,195 @@
+"""The cookie as a browser receives it, the signature on it, and the settings refused at start-up."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from http.cookies import SimpleCookie
+
+import falcon
+import pytest
+from falcon import testing
+from itsdangerous import Signer
+
+from hug_cookie_sessions import MemoryStore, SessionMiddleware
+from hug_cookie_sessions.signing import SALT, new_session_id
+
+from .apps import build_app
+from .support import SECRET
+
+
+def client_for(**options) -> tuple[testing.TestClient, SessionMiddleware]:
+    middleware = SessionMiddleware(options.pop("secret_key", SECRET), options.pop("store", None), **options)
+    return testing.TestClient(build_app(middleware)), middleware
+
+
+def cookie_header(result) -> str:
+    return result.headers["set-cookie"]
+
+
+def first_write(client: testing.TestClient, cookie: str | None = None):
+    headers = {"Cookie": cookie} if cookie else {}
+    return client.simulate_post("/set", params={"key": "n", "value": "1"}, headers=headers)
+
+
+def value_of(header: str) -> str:
+    return header.split(";", 1)[0].split("=", 1)[1]
+
+
+# -- the cookie ------------------------------------------------------------------------------
+
+
+def test_the_default_cookie_is_httponly_secure_lax_on_the_whole_site_with_an_expiry():
+    client, _ = client_for()
+    header = cookie_header(first_write(client))
+    attributes = [part.strip() for part in header.split(";")[1:]]
+    names = {part.split("=", 1)[0] for part in attributes}
+    assert {"HttpOnly", "Secure", "SameSite", "Path", "Max-Age", "Expires"} == names
+    assert "SameSite=Lax" in attributes and "Path=/" in attributes
+    assert "Max-Age=1209600" in attributes
+    assert header.startswith("session=")
+
+
+def test_the_cookie_carries_a_256_bit_id_signed_with_hmac_sha256_by_itsdangerous():
+    client, _ = client_for()
+    token = value_of(cookie_header(first_write(client)))
+    signer = Signer(SECRET, salt=SALT, key_derivation="hmac", digest_method=hashlib.sha256)
+    sid = signer.unsign(token).decode()
+    assert len(base64.urlsafe_b64decode(sid + "=")) == 32
+    assert len(base64.urlsafe_b64decode(token.rsplit(".", 1)[1] + "=")) == 32  # SHA-256 MAC
+
+
+def test_a_thousand_new_ids_are_all_distinct():
+    assert len({new_session_id() for _ in range(1000)}) == 1000
+
+
+def test_new_visitors_get_distinct_sessions():
+    client, _ = client_for()
+    tokens = {value_of(cookie_header(first_write(client))) for _ in range(50)}
+    assert len(tokens) == 50
+
+
+def test_the_set_cookie_header_stays_small_whatever_the_session_holds():
+    client, _ = client_for()
+    big = '"' + "x" * 100_000 + '"'
+    result = client.simulate_post("/set", params={"key": "blob", "value": big})
+    assert result.status_code == 200
+    assert len(cookie_header(result)) < 300
+
+
+def test_domain_and_path_options_reach_the_cookie():
+    client, _ = client_for(cookie_domain="example.test", cookie_path="/app", cookie_same_site="Strict")
+    header = cookie_header(first_write(client))
+    assert "Domain=example.test" in header and "Path=/app" in header and "SameSite=Strict" in header
+
+
+def test_logout_expires_the_cookie_with_the_same_name_path_domain_and_flags():
+    client, _ = client_for(cookie_name="__Host-sid", cookie_same_site="Strict")
+    token = value_of(cookie_header(first_write(client)))
+    result = client.simulate_post("/logout", headers={"Cookie": f"__Host-sid={token}"})
+    deletion = cookie_header(result)
+    parsed = SimpleCookie()
+    parsed.load(deletion)
+    morsel = parsed["__Host-sid"]
+    assert morsel.value == ""
+    assert morsel["max-age"] == "0"
+    assert morsel["path"] == "/" and morsel["secure"] and morsel["httponly"]
+    assert morsel["samesite"] == "Strict"
+    assert "Domain" not in deletion
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+
+def test_a_cookie_signed_with_an_older_key_opens_the_session_and_is_reissued_with_the_newest():
+    store = MemoryStore()
+    old_client, _ = client_for(secret_key="old-key", store=store)
+    token = value_of(cookie_header(first_write(old_client)))
+    client, middleware = client_for(secret_key=["old-key", "new-key"], store=store)
+    result = client.simulate_get("/get", params={"key": "n"}, headers={"Cookie": f"session={token}"})
+    assert result.json["value"] == 1
+    reissued = value_of(cookie_header(result))
+    assert reissued != token
+    assert reissued.split(".")[0] == token.split(".")[0]
+    new_only, _ = client_for(secret_key="new-key", store=store)
+    result = new_only.simulate_get("/get", params={"key": "n"}, headers={"Cookie": f"session={reissued}"})
+    assert result.json["value"] == 1
+
+
+def test_once_the_old_key_is_dropped_its_cookies_open_nothing():
+    store = MemoryStore()
+    old_client, _ = client_for(secret_key="old-key", store=store)
+    token = value_of(cookie_header(first_write(old_client)))
+    new_only, _ = client_for(secret_key="new-key", store=store)
+    result = new_only.simulate_get("/get", params={"key": "n"}, headers={"Cookie": f"session={token}"})
+    assert result.json["value"] is None
+
+
+def test_a_token_signed_for_another_purpose_is_rejected():
+    client, middleware = client_for()
+    first_write(client)
+    sid = next(iter(middleware.store._records))
+    other_purpose = Signer(SECRET, salt="password-reset", key_derivation="hmac", digest_method=hashlib.sha256)
+    token = other_purpose.sign(sid).decode()
+    result = client.simulate_get("/get", params={"key": "n"}, headers={"Cookie": f"session={token}"})
+    assert result.json["value"] is None
+
+
+# -- configuration refused at start-up --------------------------------------------------------
+
+
+@pytest.mark.parametrize("secret", [None, "", b"", [], [""], 42])
+def test_a_missing_or_empty_secret_is_refused(secret):
+    with pytest.raises(ValueError, match="secret_key"):
+        SessionMiddleware(secret)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"cookie_same_site": "None", "cookie_secure": False},
+        {"cookie_name": "__Host-sid", "cookie_domain": "example.test"},
+        {"cookie_name": "__Host-sid", "cookie_secure": False},
+        {"cookie_name": "__Host-sid", "cookie_path": "/app"},
+        {"cookie_name": "__Secure-sid", "cookie_secure": False},
+        {"cookie_same_site": "sometimes"},
+        {"cookie_name": "bad;name"},
+        {"idle_timeout": 0},
+        {"absolute_timeout": -5},
+    ],
+)
+def test_unsafe_or_impossible_settings_are_refused_at_start_up(options):
+    with pytest.raises(ValueError):
+        SessionMiddleware(SECRET, **options)
+
+
+def test_a_store_that_speaks_no_known_protocol_is_refused():
+    with pytest.raises(TypeError, match="store must implement"):
+        SessionMiddleware(SECRET, store=object())
+
+
+def test_without_a_store_sessions_live_in_memory():
+    assert isinstance(SessionMiddleware(SECRET).store, MemoryStore)
+
+
+def test_the_session_is_available_as_item_and_attribute_of_the_request_context():
+    middleware = SessionMiddleware(SECRET)
+
+    class Resource:
+        def on_get(self, req, resp):
+            assert req.context["session"] is req.context.session
+            req.context.session["n"] = 1
+            resp.media = {"ok": True}
+
+    app = falcon.API(middleware=[middleware])
+    app.add_route("/", Resource())
+    result = testing.TestClient(app).simulate_get("/")
+    assert result.status_code == 200 and "session=" in cookie_header(result)
+
+
+def test_warning_for_a_bad_cookie_names_no_secret(caplog):
+    client, _ = client_for()
+    with caplog.at_level(logging.WARNING, logger="hug_cookie_sessions"):
+        client.simulate_get("/get", params={"key": "n"}, headers={"Cookie": "session=abc.def"})
+    assert caplog.records and SECRET not in caplog.text

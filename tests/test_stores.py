@@ -1,0 +1,163 @@
+"""Store-specific promises: SQLite across restarts, processes, corruption and locks; memory bounds; hug stores."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import hug.store
+import pytest
+
+from hug_cookie_sessions import MemoryStore, SQLiteStore
+from hug_cookie_sessions.signing import new_session_id
+from hug_cookie_sessions.testing import record
+
+from .support import make_site
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return str(tmp_path / "sessions.sqlite3")
+
+
+# -- SQLite ----------------------------------------------------------------------------------
+
+
+def test_sqlite_sessions_survive_a_restart_of_the_app(serve, clock, db_path):
+    before = make_site(serve, SQLiteStore(db_path), clock)
+    visitor = before.visitor()
+    visitor.post("/set", key="n", value="7")
+    after = make_site(serve, SQLiteStore(db_path), clock)
+    visitor.site = after
+    assert visitor.value("n") == 7
+
+
+def test_sqlite_is_safe_for_several_worker_processes(db_path):
+    sid = new_session_id()
+    SQLiteStore(db_path).create(sid, record({"base": "0"}))
+    worker = textwrap.dedent(
+        f"""
+        import sys, time
+        from hug_cookie_sessions import SQLiteStore
+        from hug_cookie_sessions.signing import new_session_id
+        from hug_cookie_sessions.testing import record
+        store = SQLiteStore({db_path!r})
+        name = sys.argv[1]
+        for i in range(50):
+            assert store.apply({sid!r}, {{name + str(i): str(i)}}, (), time.time() + 3600)
+            store.create(new_session_id(), record({{"owner": '"' + name + '"'}}))
+        """
+    )
+    processes = [subprocess.Popen([sys.executable, "-c", worker, f"w{index}"], cwd=".") for index in range(3)]
+    for process in processes:
+        assert process.wait(timeout=60) == 0
+    store = SQLiteStore(db_path)
+    assert len(store.load(sid).data) == 1 + 3 * 50
+    assert len(store) == 1 + 3 * 50
+
+
+def test_a_corrupt_sqlite_file_is_a_503_and_the_app_recovers_once_it_is_replaced(serve, clock, db_path):
+    site = make_site(serve, SQLiteStore(db_path), clock)
+    with open(db_path, "wb") as file:
+        file.write(b"this is not a database" * 100)
+    visitor = site.visitor()
+    response = visitor.post("/set", key="n", value="1")
+    assert response.status_code == 503
+    assert "Session store unavailable" in str(response.json())  # hug's or Falcon's error shape
+    assert "Traceback" not in response.text and "Set-Cookie" not in response.headers
+    assert visitor.get("/untouched").status_code == 200
+    os.remove(db_path)
+    assert visitor.post("/set", key="n", value="1").status_code == 200
+    assert visitor.value("n") == 1
+
+
+def test_an_unreachable_sqlite_path_is_a_503_not_a_crash(serve, clock, tmp_path):
+    site = make_site(serve, SQLiteStore(str(tmp_path / "missing-dir" / "s.sqlite3")), clock)
+    response = site.visitor().post("/set", key="n", value="1")
+    assert response.status_code == 503
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_a_503_then_recovers(serve, clock, db_path):
+    site = make_site(serve, SQLiteStore(db_path, busy_timeout=0.2), clock)
+    visitor = site.visitor()
+    visitor.post("/set", key="n", value="1")
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        assert visitor.post("/set", key="n", value="2").status_code == 503
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert visitor.value("n") == 1
+    assert visitor.post("/set", key="n", value="3").status_code == 200
+    assert visitor.value("n") == 3
+
+
+def test_sqlite_purges_expired_sessions_on_demand_and_by_itself(db_path):
+    now = [time.time()]
+    store = SQLiteStore(db_path, purge_interval=60, clock=lambda: now[0])
+    for _ in range(5):
+        store.create(new_session_id(), record({"a": "1"}, ttl=10))
+    store.create(new_session_id(), record({"a": "1"}, ttl=10_000))
+    now[0] += 100
+    assert store.count_expired() == 5 and len(store) == 1
+    assert store.purge_expired() == 5
+    assert store.count_expired() == 0
+    for _ in range(3):
+        store.create(new_session_id(), record({"a": "1"}, ttl=10))
+    now[0] += 100  # past the purge interval: the next new session's write purges
+    store.create(new_session_id(), record({"a": "1"}, ttl=10_000))
+    assert store.count_expired() == 0
+    assert len(store) == 2
+
+
+def test_sqlite_refuses_an_in_memory_database():
+    with pytest.raises(ValueError, match="file path"):
+        SQLiteStore(":memory:")
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+
+def test_the_memory_store_evicts_its_oldest_session_when_full():
+    store = MemoryStore(max_sessions=3)
+    sids = [new_session_id() for _ in range(4)]
+    for sid in sids:
+        store.create(sid, record({"a": "1"}))
+    assert store.load(sids[0]) is None
+    assert all(store.load(sid) for sid in sids[1:])
+    assert len(store) == 3
+
+
+def test_the_memory_store_drops_expired_sessions_before_evicting_live_ones():
+    now = [time.time()]
+    store = MemoryStore(max_sessions=2, clock=lambda: now[0])
+    short, long = new_session_id(), new_session_id()
+    store.create(short, record({"a": "1"}, ttl=10))
+    store.create(long, record({"a": "1"}, ttl=10_000))
+    now[0] += 100
+    newest = new_session_id()
+    store.create(newest, record({"a": "1"}, ttl=10_000))
+    assert store.load(long) and store.load(newest)
+    assert len(store) == 2
+
+
+# -- hug's own stores ------------------------------------------------------------------------
+
+
+def test_a_hug_store_works_through_the_adapter(serve, clock):
+    site = make_site(serve, hug.store.InMemoryStore(), clock)
+    visitor = site.visitor()
+    visitor.post("/set", key="n", value="1")
+    visitor.post("/append", key="cart", value='"apple"')
+    old = visitor.cookie
+    visitor.post("/login", user="ada")
+    assert visitor.cookie != old
+    assert visitor.get("/all").json()["data"] == {"n": 1, "cart": ["apple"], "user": "ada"}
+    visitor.post("/logout")
+    assert visitor.value("n") is None
+    assert site.store.store._data == {}
