@@ -106,7 +106,7 @@ def test_a_cookie_signed_with_an_older_key_opens_the_session_and_is_reissued_wit
     store = MemoryStore()
     old_client, _ = client_for(secret_key="old-key", store=store)
     token = value_of(cookie_header(first_write(old_client)))
-    client, middleware = client_for(secret_key=["old-key", "new-key"], store=store)
+    client, _ = client_for(secret_key=["old-key", "new-key"], store=store)
     result = client.simulate_get("/get", params={"key": "n"}, headers={"Cookie": f"session={token}"})
     assert result.json["value"] == 1
     reissued = value_of(cookie_header(result))

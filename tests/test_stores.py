@@ -1,4 +1,4 @@
-"""Store-specific promises: SQLite across restarts, processes, corruption and locks; memory bounds; hug stores."""
+"""Store-specific promises: SQLite restarts, processes, corruption and locks; memory bounds; hug stores."""
 
 from __future__ import annotations
 
