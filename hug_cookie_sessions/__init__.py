@@ -1,8 +1,8 @@
 """Signed-cookie, server-side sessions for hug and Falcon."""
 
-from .middleware import SessionMiddleware, SessionUnavailable
+from .middleware import SessionInfo, SessionMiddleware, SessionUnavailable
 from .session import Session, SessionValueError
-from .stores.base import Record, SessionStoreError, Store
+from .stores.base import Record, SessionStoreError, Store, UserIndex
 from .stores.hug_adapter import HugStoreAdapter
 from .stores.memory import MemoryStore
 from .stores.sqlite import SQLiteStore
@@ -14,10 +14,12 @@ __all__ = [
     "Record",
     "SQLiteStore",
     "Session",
+    "SessionInfo",
     "SessionMiddleware",
     "SessionStoreError",
     "SessionUnavailable",
     "SessionValueError",
     "Store",
+    "UserIndex",
     "store_from_url",
 ]

@@ -11,8 +11,10 @@ else: no cookie parsing, no signature check, no store I/O, no header.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -21,7 +23,7 @@ import falcon
 from .cookies import CookieSettings
 from .session import Changes, Session, SessionValueError
 from .signing import SecretKey, SessionSigner, new_session_id
-from .stores.base import Record, SessionStoreError, Store
+from .stores.base import Record, SessionStoreError, Store, UserIndex
 from .stores.memory import MemoryStore
 
 log = logging.getLogger("hug_cookie_sessions")
@@ -48,6 +50,19 @@ class SessionUnavailable(SessionStoreError, falcon.HTTPServiceUnavailable):
             description="Sessions cannot be read or saved right now. Please try again shortly.",
             retry_after=5,
         )
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One of a user's sessions as listed by :meth:`SessionMiddleware.user_sessions`.
+
+    ``last_active`` is exact to within the idle-refresh step (see ``refresh_fraction``).
+    """
+
+    handle: str
+    created_at: float
+    last_active: float
+    expires_at: float
 
 
 class SessionMiddleware:
@@ -139,6 +154,54 @@ class SessionMiddleware:
             return self.signer.sign(session.id) if session.id else None
         return self.signer.sign(outcome[0])
 
+    # -- one user's sessions ------------------------------------------------------------------
+
+    def user_sessions(self, user_id: str) -> list[SessionInfo]:
+        """``user_id``'s live sessions, newest first, with handles for :meth:`revoke` (never IDs)."""
+        now = self.clock()
+        records = self._call_store(self._user_index().user_sessions, user_id)
+        sessions = [
+            SessionInfo(
+                self.signer.handle(user_id, sid),
+                record.created_at,
+                max(record.created_at, min(now, record.expires_at - self._idle(record.idle_timeout))),
+                record.expires_at,
+            )
+            for sid, record in records.items()
+            if record.expires_at > now
+        ]
+        return sorted(sessions, key=lambda info: info.created_at, reverse=True)
+
+    def revoke_user(self, user_id: str) -> int:
+        """End every session of ``user_id`` ("log out everywhere"); returns how many."""
+        return self._call_store(self._user_index().delete_user_sessions, user_id)
+
+    def revoke(self, handle: str) -> bool:
+        """End the one session named by ``handle`` (from :meth:`user_sessions`); False if none.
+
+        Check that the handle belongs to the logged-in user before calling this
+        on their behalf: :meth:`SessionSigner.handle_user` tells whose it is.
+        """
+        user_id = self.signer.handle_user(handle)
+        if user_id is None:
+            return False
+        for sid in self._call_store(self._user_index().user_sessions, user_id):
+            if hmac.compare_digest(self.signer.handle(user_id, sid), handle):
+                self._call_store(self.store.delete, sid)
+                return True
+        return False
+
+    def session_handle(self, session: Session) -> Optional[str]:
+        """The handle of a stored, user-bound ``session`` (to mark "this device" in a listing)."""
+        if session.id is None or session.user_id is None:
+            return None
+        return self.signer.handle(session.user_id, session.id)
+
+    def _user_index(self) -> UserIndex:
+        if not isinstance(self.store, UserIndex):
+            raise TypeError(f"{type(self.store).__name__} cannot list or revoke a user's sessions")
+        return self.store
+
     # -- loading --------------------------------------------------------------------------
 
     def _open_from_cookie(self, req: falcon.Request) -> tuple[Optional[str], Optional[Record], bool]:
@@ -179,7 +242,11 @@ class SessionMiddleware:
             idle_timeout = old.idle_timeout
         created_at = old.created_at if old is not None else now
         expires_at = self._expires_at(created_at, idle_timeout, now)
-        refreshed = old is None or expires_at - old.expires_at >= self._refresh_step(idle_timeout)
+        refreshed = (
+            old is None
+            or changes.idle_timeout is not None
+            or expires_at - old.expires_at >= self._refresh_step(idle_timeout)
+        )
         if not refreshed:
             expires_at = old.expires_at
         user_id = changes.user_id or (old.user_id if old is not None else None)

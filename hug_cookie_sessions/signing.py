@@ -28,6 +28,9 @@ SecretKey = Union[str, bytes]
 #: a token signed for another purpose (another salt) does not verify here.
 SALT = "hug_cookie_sessions.session-id"
 
+#: Handles name a session in listings without revealing its ID.
+HANDLE_SALT = "hug_cookie_sessions.session-handle"
+
 #: Anything longer cannot be a cookie this package issued; reject it unread.
 MAX_TOKEN_LENGTH = 256
 
@@ -58,6 +61,10 @@ class SessionSigner:
         self._algorithm = signer.algorithm
         # Newest first, so the common case verifies on the first try.
         self._keys = [signer.derive_key(key) for key in reversed(signer.secret_keys)]
+        handles = Signer(
+            signer.secret_keys, salt=HANDLE_SALT, key_derivation="hmac", digest_method=hashlib.sha256
+        )
+        self._handle_key = handles.derive_key()
 
     def sign(self, sid: str) -> str:
         """The cookie value for ``sid``, signed with the newest key."""
@@ -81,3 +88,25 @@ class SessionSigner:
             if self._algorithm.verify_signature(key, value, raw_signature):
                 return sid, index == 0
         return None
+
+    def handle(self, user_id: str, sid: str) -> str:
+        """An opaque name for one of ``user_id``'s sessions, safe to show in a page.
+
+        It is ``<user id, base64>.<MAC of the session ID>``: it tells whose session
+        it is, but the session ID cannot be recovered from it, so a listing of a
+        user's sessions never hands out a working cookie.
+        """
+        mac = self._algorithm.get_signature(self._handle_key, sid.encode("ascii"))[:16]
+        user = base64_encode(user_id.encode("utf-8")).decode("ascii")
+        return f"{user}.{base64_encode(mac).decode('ascii')}"
+
+    @staticmethod
+    def handle_user(handle: str) -> Optional[str]:
+        """The user ID a handle names, or None if it is malformed."""
+        user, sep, _ = handle.partition(".")
+        if not sep or len(handle) > MAX_TOKEN_LENGTH:
+            return None
+        try:
+            return base64_decode(user).decode("utf-8")
+        except (BadData, UnicodeDecodeError):
+            return None

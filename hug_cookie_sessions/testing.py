@@ -191,3 +191,48 @@ class StoreConformance:
         store.create(live, record({"a": "1"}))
         store.create(expired, record({"a": "1"}, ttl=-1))
         assert len(store) == before + 1
+
+
+class UserIndexConformance:
+    """The optional per-user index (``UserIndex``): listing and ending one user's sessions."""
+
+    def test_a_user_lists_only_their_own_live_sessions(self, store):
+        mine, theirs, expired, unbound = (new_session_id() for _ in range(4))
+        store.create(mine, record({"a": "1"}, user_id="alice"))
+        store.create(theirs, record({"a": "1"}, user_id="bob"))
+        store.create(expired, record({"a": "1"}, user_id="alice", ttl=-1))
+        store.create(unbound, record({"a": "1"}))
+        listed = store.user_sessions("alice")
+        assert set(listed) == {mine}
+        assert listed[mine].user_id == "alice"
+        assert store.user_sessions("nobody") == {}
+
+    def test_binding_a_stored_session_adds_it_to_the_index(self, store):
+        sid = new_session_id()
+        store.create(sid, record({"a": "1"}))
+        store.apply(sid, {}, (), time.time() + HOUR, user_id="alice")
+        assert set(store.user_sessions("alice")) == {sid}
+
+    def test_rotating_keeps_the_binding_under_the_new_id_only(self, store):
+        old, new = new_session_id(), new_session_id()
+        store.create(old, record({"a": "1"}, user_id="alice"))
+        store.rotate(old, new, record({"a": "1"}, user_id="alice"))
+        assert set(store.user_sessions("alice")) == {new}
+
+    def test_a_deleted_session_leaves_the_index(self, store):
+        sid = new_session_id()
+        store.create(sid, record({"a": "1"}, user_id="alice"))
+        store.delete(sid)
+        assert store.user_sessions("alice") == {}
+
+    def test_deleting_a_users_sessions_ends_all_of_them_and_no_one_elses(self, store):
+        alice = [new_session_id() for _ in range(3)]
+        bob = new_session_id()
+        for sid in alice:
+            store.create(sid, record({"a": "1"}, user_id="alice"))
+        store.create(bob, record({"a": "1"}, user_id="bob"))
+        assert store.delete_user_sessions("alice") == 3
+        assert all(store.load(sid) is None for sid in alice)
+        assert store.load(bob) is not None
+        assert store.user_sessions("alice") == {}
+        assert store.apply(alice[0], {"a": "2"}, (), time.time() + HOUR) is False

@@ -24,6 +24,10 @@ class Gates:
 _app_numbers = itertools.count()
 
 
+def _times(info) -> dict:
+    return {"created_at": info.created_at, "last_active": info.last_active, "expires_at": info.expires_at}
+
+
 def build_app(middleware: SessionMiddleware, gates: "Gates | None" = None):
     """A WSGI app with ``middleware`` and the test endpoints."""
     api = hug.API(f"session-test-{next(_app_numbers)}")  # hug keeps one API per name
@@ -75,6 +79,32 @@ def build_app(middleware: SessionMiddleware, gates: "Gates | None" = None):
         session.bind_user(user)
         session["user"] = user
         return {"ok": True}
+
+    @hug.post("/remember_me", api=api)
+    def remember_me(seconds: hug.types.number, session: hug.directives.session):
+        session.set_expiry(seconds)
+        session["remembered"] = seconds
+        return {"ok": True}
+
+    @hug.get("/my_sessions", api=api)
+    def my_sessions(session: hug.directives.session):
+        current = middleware.session_handle(session)
+        return {
+            "sessions": [
+                {"handle": info.handle, "current": info.handle == current, **_times(info)}
+                for info in middleware.user_sessions(session.user_id)
+            ]
+        }
+
+    @hug.post("/revoke", api=api)
+    def revoke(handle: hug.types.text, session: hug.directives.session):
+        if middleware.signer.handle_user(handle) != session.user_id:
+            return {"revoked": False}
+        return {"revoked": middleware.revoke(handle)}
+
+    @hug.post("/logout_everywhere", api=api)
+    def logout_everywhere(session: hug.directives.session):
+        return {"ended": middleware.revoke_user(session.user_id)}
 
     @hug.post("/logout", api=api)
     def logout(session: hug.directives.session):

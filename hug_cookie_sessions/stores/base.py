@@ -85,3 +85,14 @@ class Store(Protocol):
 
     def delete(self, sid: str) -> None:
         """Remove the session; deleting an unknown ID is not an error."""
+
+
+@runtime_checkable
+class UserIndex(Protocol):
+    """What a store adds so the middleware can list and end one user's sessions."""
+
+    def user_sessions(self, user_id: str) -> dict[str, Record]:
+        """The live sessions bound to ``user_id``, by ID; their ``data`` may be left empty."""
+
+    def delete_user_sessions(self, user_id: str) -> int:
+        """Delete every session bound to ``user_id``; returns how many there were."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Callable, Collection, Mapping, Optional
 
 from .base import Record
@@ -76,6 +77,22 @@ class MemoryStore:
     def delete(self, sid: str) -> None:
         with self._lock:
             self._records.pop(sid, None)
+
+    def user_sessions(self, user_id: str) -> dict[str, Record]:
+        now = self._clock()
+        with self._lock:
+            return {
+                sid: replace(record, data={})
+                for sid, record in self._records.items()
+                if record.user_id == user_id and record.expires_at > now
+            }
+
+    def delete_user_sessions(self, user_id: str) -> int:
+        with self._lock:
+            sids = [sid for sid, record in self._records.items() if record.user_id == user_id]
+            for sid in sids:
+                del self._records[sid]
+            return len(sids)
 
     def purge_expired(self) -> int:
         """Drop expired sessions now; returns how many."""

@@ -175,6 +175,25 @@ class SQLiteStore:
         with _Transaction(self) as db:
             db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
 
+    def user_sessions(self, user_id: str) -> dict[str, Record]:
+        try:
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT id, created_at, expires_at, idle_timeout FROM sessions"
+                    " WHERE user_id = ? AND expires_at > ?",
+                    (user_id, self._clock()),
+                )
+                .fetchall()
+            )
+        except sqlite3.Error as error:
+            raise self._fail(error) from error
+        return {sid: Record({}, created, expires, user_id, idle) for sid, created, expires, idle in rows}
+
+    def delete_user_sessions(self, user_id: str) -> int:
+        with _Transaction(self) as db:
+            return db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
+
     # -- maintenance ------------------------------------------------------------------------
 
     def purge_expired(
