@@ -22,6 +22,18 @@ from hug_cookie_sessions import MemoryStore, SQLiteStore
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+@pytest.fixture(scope="session")
+def unavailable():
+    """``unavailable(reason)``: skip a test whose service or tool is missing; under CI=true, fail it."""
+
+    def handle(reason: str) -> None:
+        if IN_CI:
+            pytest.fail(f"{reason} (tests may not skip under CI)")
+        pytest.skip(reason)
+
+    return handle
+
+
 class FakeClock:
     """Real time at the start, then moved only by :meth:`advance`."""
 
@@ -154,7 +166,14 @@ def run_example_app(workdir: Path, *, workers: int = 2, startup_timeout: float =
     }
     command = [
         *(sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)),
-        *("--chdir", str(ROOT), "--graceful-timeout", "5", "examples.app:__hug_wsgi__"),
+        *(
+            "--chdir",
+            str(ROOT),
+            "--graceful-timeout",
+            "5",
+            *_no_control_socket(),
+            "examples.app:__hug_wsgi__",
+        ),
     ]
     log_path = workdir / "gunicorn.log"
     with open(log_path, "wb") as log:
@@ -169,15 +188,23 @@ def run_example_app(workdir: Path, *, workers: int = 2, startup_timeout: float =
         _stop(process)
 
 
+def _no_control_socket() -> list[str]:
+    """Newer gunicorns open a control socket at one fixed path per user; servers of parallel
+    test runs would fight over it."""
+    from gunicorn.config import Config
+
+    return ["--no-control-socket"] if "control_socket_disable" in Config().settings else []
+
+
 def _wait_until_answering(url: str, process: subprocess.Popen, log_path: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log_path.read_text()}")
         try:
-            requests.get(url + "/api/session", timeout=1)
+            requests.get(url + "/api/session", timeout=2)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
     raise RuntimeError(f"gunicorn did not answer within {timeout}s:\n{log_path.read_text()}")
 
