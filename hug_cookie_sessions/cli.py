@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, TextIO
 
+from .signing import new_session_id
 from .stores.base import SessionStoreError
 from .stores.sqlite import SQLiteStore
 from .stores.url import store_from_url
@@ -167,10 +168,11 @@ def run_stats(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def opened_store(url: str) -> Iterator[Any]:
-    """The store behind ``url`` (CommandError if it cannot be used), closed afterwards.
+    """The store behind ``url``, shown to answer, and closed afterwards.
 
-    An SQLite URL must name an existing session database: the command never
-    creates one, nor adds tables to some other database.
+    Raises CommandError for a URL that cannot be used, SessionStoreError for a
+    store that does not answer. An SQLite URL must name an existing session
+    database: the command never creates one, nor adds tables to another database.
     """
     if "://" not in url:
         raise CommandError(f"{url!r} is not a store URL; for an SQLite file use sqlite:///{url}", EXIT_USAGE)
@@ -188,6 +190,9 @@ def opened_store(url: str) -> Iterator[Any]:
     if isinstance(store, SQLiteStore):
         _check_session_database(store.path)
     try:
+        # One cheap read of an ID that cannot exist, so an unreachable store is an
+        # error even for commands the store answers without a round trip.
+        store.load(new_session_id())
         yield store
     finally:
         close = getattr(store, "close", None)
