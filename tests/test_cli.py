@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import select
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -248,6 +249,61 @@ def test_another_applications_database_is_left_untouched(tmp_path):
     with sqlite3.connect(path) as db:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"orders"}
+
+
+# -- Redis ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_store_module():
+    return pytest.importorskip(
+        "hug_cookie_sessions.stores.redis", reason="RedisStore is not in this tree yet"
+    )
+
+
+@pytest.fixture
+def redis_url(redis_store_module, unavailable):
+    """The shared Redis (``REDIS_URL``, else redis://127.0.0.1:6379/0)."""
+    import redis
+
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping()
+    except redis.RedisError as error:
+        unavailable(f"no Redis at {url} ({error}); start one or set REDIS_URL")
+    return url
+
+
+def test_stats_counts_the_sessions_in_redis(redis_store_module, redis_url):
+    store = redis_store_module.RedisStore(redis_url)
+    now = time.time()
+    sids = [new_session_id() for _ in range(3)]
+    for sid in sids:
+        store.create(sid, Record({"k": '"v"'}, now, now + 600))
+    try:
+        result = hug_sessions("stats", redis_url, "--json")
+    finally:
+        for sid in sids:
+            store.delete(sid)
+        store.close()
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["store"] == "RedisStore"
+    assert report["live"] >= 3  # other tests may share this database, never fewer
+    assert report["expired"] == 0
+
+
+@pytest.mark.parametrize("command", ["purge", "stats"])
+def test_a_redis_server_that_does_not_answer_is_a_one_line_error(redis_store_module, command):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+
+    result = hug_sessions(command, f"redis://:hunter2@127.0.0.1:{closed_port}/0")
+
+    assert_one_line_error(result, 3, "Redis session store", "Connection refused")
+    assert "hunter2" not in result.stderr
 
 
 # -- packaging -----------------------------------------------------------------------------------------
