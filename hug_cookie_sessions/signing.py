@@ -83,6 +83,8 @@ class SessionSigner:
             raw_signature = base64_decode(signature)
         except BadData:
             return None
+        if base64_encode(raw_signature).decode("ascii") != signature:
+            return None  # a non-canonical spelling of a valid signature is still a changed cookie
         value = sid.encode("ascii")
         for index, key in enumerate(self._keys):
             if self._algorithm.verify_signature(key, value, raw_signature):
