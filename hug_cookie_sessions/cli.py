@@ -2,7 +2,8 @@
 
 Commands: ``secret`` prints a new signing key; ``purge STORE_URL`` deletes
 expired sessions; ``stats STORE_URL`` counts live and expired sessions and
-reports the store's size. Errors are one line on stderr, never a traceback.
+reports the store's size; ``revoke STORE_URL USER_ID`` ends every session of
+one user. Errors are one line on stderr, never a traceback.
 
 Exit codes: 0 done; 2 usage error or a store URL that cannot be used; 3 the
 store cannot be reached or read; 130 interrupted.
@@ -92,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("store_url", metavar="STORE_URL")
     stats.add_argument("--json", action="store_true", help="one JSON object instead of text")
     stats.set_defaults(command=run_stats)
+
+    revoke = commands.add_parser("revoke", help="end every session of one user (log out everywhere)")
+    revoke.add_argument("store_url", metavar="STORE_URL")
+    revoke.add_argument("user_id", metavar="USER_ID")
+    revoke.set_defaults(command=run_revoke)
     return parser
 
 
@@ -160,6 +166,17 @@ def run_stats(args: argparse.Namespace) -> int:
     print(f"live sessions:           {_or(report['live'], unknown)}")
     print(f"expired, not purged yet: {_or(report['expired'], unknown)}")
     print(f"store size:              {size}")
+    return EXIT_OK
+
+
+def run_revoke(args: argparse.Namespace) -> int:
+    """Delete every session bound to USER_ID (``session.bind_user``); print how many."""
+    with opened_store(args.store_url) as store:
+        delete = getattr(store, "delete_user_sessions", None)
+        if delete is None:
+            raise CommandError(f"{type(store).__name__} keeps no per-user index", EXIT_USAGE)
+        ended = delete(args.user_id)
+    print(f"ended {ended} session{'' if ended == 1 else 's'} of user {args.user_id!r}")
     return EXIT_OK
 
 

@@ -318,3 +318,24 @@ def test_the_console_script_runs_the_cli():
     module, _, function = scripts["hug-sessions"].partition(":")
 
     assert getattr(importlib.import_module(module), function)(["secret"]) == 0
+
+
+# -- revoke ---------------------------------------------------------------------------------------
+
+
+def test_revoke_ends_every_session_of_one_user_and_no_one_elses(tmp_path):
+    path = tmp_path / "sessions.sqlite3"
+    store = SQLiteStore(str(path))
+    now = time.time()
+    for user in ("ada", "ada", "bob"):
+        store.create(new_session_id(), Record({"n": "1"}, now, now + 3600, user_id=user))
+    result = hug_sessions("revoke", url(path), "ada")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "ended 2 sessions of user 'ada'\n"
+    assert store.user_sessions("ada") == {}
+    assert len(store.user_sessions("bob")) == 1
+
+
+def test_revoke_on_a_missing_database_is_a_one_line_error(tmp_path):
+    result = hug_sessions("revoke", url(tmp_path / "missing.sqlite3"), "ada")
+    assert_one_line_error(result, 3)
