@@ -44,6 +44,9 @@ MAX_KEY = 64
 MAX_VALUE = 1000
 MAX_KEYS = 50
 
+#: "Remember me": how long a remembered session may stay idle.
+REMEMBER_ME = 30 * 24 * 3600
+
 PAGE = string.Template(Path(__file__).with_name("index.html").read_text(encoding="utf-8"))
 
 #: The page's own headers: nothing is cached, nothing but this origin is loaded or posted to.
@@ -182,16 +185,51 @@ def describe_session(session: hug.directives.session) -> dict:
 
 @hug.post("/login")
 def login(
-    username: hug.types.text, session: hug.directives.session, response, return_to: hug.types.text = ""
+    username: hug.types.text,
+    session: hug.directives.session,
+    response,
+    remember: hug.types.smart_boolean = False,
+    return_to: hug.types.text = "",
 ) -> dict:
-    """Log in as ``username`` (a demo: no password). The session gets a new ID."""
+    """Log in as ``username`` (a demo: no password). The session gets a new ID;
+    ``remember`` keeps it for 30 idle days with a persistent cookie."""
     username = username.strip()
     if not 0 < len(username) <= MAX_KEY:
         return _bad_request(response, f"username must be 1-{MAX_KEY} characters")
     session.regenerate()
     session.bind_user(username)
+    if remember:
+        session.set_expiry(REMEMBER_ME)
     session["user"] = username
     return _done(response, return_to, {"user": username})
+
+
+@hug.get("/api/sessions")
+def active_sessions(session: hug.directives.session, response) -> dict:
+    """The logged-in user's active sessions (handles, never IDs), "this device" marked."""
+    if session.user_id is None:
+        return _bad_request(response, "log in first")
+    return {"sessions": _devices(session)}
+
+
+@hug.post("/sessions/revoke")
+def revoke_session(
+    handle: hug.types.text, session: hug.directives.session, response, return_to: hug.types.text = ""
+) -> dict:
+    """End one of the logged-in user's other sessions."""
+    if session.user_id is None or middleware.signer.handle_user(handle) != session.user_id:
+        return _bad_request(response, "not one of your sessions")
+    return _done(response, return_to, {"revoked": middleware.revoke(handle)})
+
+
+@hug.post("/logout_everywhere")
+def logout_everywhere(session: hug.directives.session, response, return_to: hug.types.text = "") -> dict:
+    """End every session of the logged-in user, this one included."""
+    if session.user_id is None:
+        return _bad_request(response, "log in first")
+    ended = middleware.revoke_user(session.user_id)
+    session.invalidate()
+    return _done(response, return_to, {"ended": ended})
 
 
 @hug.post("/logout")
@@ -217,7 +255,13 @@ def page(session: hug.directives.session, response) -> str:
             '<form method="post" action="/logout"><input type="hidden" name="return_to" value="/">'
             '<button type="submit" class="secondary">Log out and end the session</button></form>'
         )
-    return PAGE.substitute(session=_describe(session), logout=logout, max_key=MAX_KEY, max_value=MAX_VALUE)
+    return PAGE.substitute(
+        session=_describe(session),
+        logout=logout,
+        devices=_devices_panel(session),
+        max_key=MAX_KEY,
+        max_value=MAX_VALUE,
+    )
 
 
 def _describe(session: Session) -> str:
@@ -243,6 +287,51 @@ def _describe(session: Session) -> str:
         "</dl>"
         f'<table id="data"><tr><th>key</th><th>value</th></tr>{rows}</table>'
     )
+
+
+def _devices(session: Session) -> list[dict]:
+    current = middleware.session_handle(session)
+    return [
+        {
+            "handle": info.handle,
+            "current": info.handle == current,
+            "created_at": info.created_at,
+            "last_active": info.last_active,
+            "expires_at": info.expires_at,
+        }
+        for info in middleware.user_sessions(session.user_id)
+    ]
+
+
+def _devices_panel(session: Session) -> str:
+    """The logged-in user's sessions with a button to end each other one, and "log out everywhere"."""
+    if session.user_id is None or session.is_new:
+        return '<p class="muted">Log in to see your active sessions.</p>'
+    rows = []
+    for device in _devices(session):
+        if device["current"]:
+            action = "this browser"
+        else:
+            action = (
+                '<form method="post" action="/sessions/revoke">'
+                '<input type="hidden" name="return_to" value="/">'
+                f'<input type="hidden" name="handle" value="{html.escape(device["handle"])}">'
+                '<button type="submit" class="secondary">End</button></form>'
+            )
+        rows.append(
+            f"<tr><td>{_when(device['created_at'])}</td><td>{_when(device['last_active'])}</td>"
+            f"<td>{_when(device['expires_at'])}</td><td>{action}</td></tr>"
+        )
+    return (
+        '<table id="devices"><tr><th>started</th><th>last active</th><th>expires</th><th></th></tr>'
+        f"{''.join(rows)}</table>"
+        '<form method="post" action="/logout_everywhere"><input type="hidden" name="return_to" value="/">'
+        '<button type="submit" class="secondary">Log out everywhere</button></form>'
+    )
+
+
+def _when(timestamp: float) -> str:
+    return f"{datetime.fromtimestamp(timestamp, timezone.utc):%Y-%m-%d %H:%M} UTC"
 
 
 # -- helpers ---------------------------------------------------------------------------------------

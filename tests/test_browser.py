@@ -9,6 +9,7 @@ screenshot in ``test-artifacts/``.
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,25 @@ def test_a_second_browser_context_is_a_separate_session(new_page):
     assert _data(first)["owner"] == "first"
     assert _data(second)["owner"] == "second"
     assert _session_cookie(first)["value"] != _session_cookie(second)["value"]
+
+
+def test_remember_me_and_log_out_everywhere_across_two_browsers(new_page):
+    laptop, phone = new_page(), new_page()
+    for page, remember in ((laptop, True), (phone, False)):
+        page.goto("/")
+        page.fill("input[name=username]", "zoe")
+        if remember:
+            page.check("input[name=remember]")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Log in").click()
+    remembered = _session_cookie(laptop)["expires"] - time.time()
+    assert remembered > 29 * 24 * 3600
+    laptop.reload()
+    assert laptop.locator("#devices tr").count() == 3  # header + two sessions
+
+    with laptop.expect_navigation():
+        laptop.get_by_role("button", name="Log out everywhere").click()
+    phone.reload()
+
+    assert _session_cookie(laptop) is None
+    assert phone.is_visible("#no-session")

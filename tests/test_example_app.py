@@ -193,6 +193,60 @@ def test_logout_expires_the_cookie_and_deletes_the_stored_session(http, example_
         assert replay.get(f"{replay.base}/api/session").json() == {"session": None}
 
 
+def test_remember_me_gives_a_30_day_cookie(http):
+    response = http.post(f"{http.base}/login", data={"username": "carol", "remember": "true"})
+    assert f"Max-Age={30 * 24 * 3600}" in response.headers["Set-Cookie"]
+    plain = requests.post(f"{http.base}/login", data={"username": "dan"}, timeout=10)
+    assert f"Max-Age={14 * 24 * 3600}" in plain.headers["Set-Cookie"]
+
+
+def test_two_browsers_of_one_user_see_each_other_and_log_out_everywhere(example_server):
+    with _client(example_server) as laptop, _client(example_server) as phone:
+        for browser in (laptop, phone):
+            browser.post(f"{browser.base}/login", data={"username": "erin"})
+        listed = laptop.get(f"{laptop.base}/api/sessions").json()["sessions"]
+        assert len(listed) == 2
+        assert sorted(entry["current"] for entry in listed) == [False, True]
+        assert all(phone.cookies["session"].split(".")[0] not in entry["handle"] for entry in listed)
+
+        ended = laptop.post(f"{laptop.base}/logout_everywhere").json()
+
+        assert ended == {"ended": 2}
+        assert phone.get(f"{phone.base}/api/session").json() == {"session": None}
+        assert laptop.get(f"{laptop.base}/api/session").json() == {"session": None}
+
+
+def test_a_user_can_end_another_of_their_sessions_but_not_someone_elses(example_server):
+    with (
+        _client(example_server) as laptop,
+        _client(example_server) as phone,
+        _client(example_server) as stranger,
+    ):
+        laptop.post(f"{laptop.base}/login", data={"username": "fay"})
+        phone.post(f"{phone.base}/login", data={"username": "fay"})
+        stranger.post(f"{stranger.base}/login", data={"username": "gus"})
+        other = next(
+            e for e in laptop.get(f"{laptop.base}/api/sessions").json()["sessions"] if not e["current"]
+        )
+
+        refused = stranger.post(f"{stranger.base}/sessions/revoke", data={"handle": other["handle"]})
+        assert refused.status_code == 400
+        assert phone.get(f"{phone.base}/api/session").json()["session"]["user"] == "fay"
+
+        assert laptop.post(f"{laptop.base}/sessions/revoke", data={"handle": other["handle"]}).json() == {
+            "revoked": True
+        }
+        assert phone.get(f"{phone.base}/api/session").json() == {"session": None}
+        assert laptop.get(f"{laptop.base}/api/session").json()["session"]["user"] == "fay"
+
+
+def test_the_page_lists_active_sessions_once_logged_in(http):
+    assert "Log in to see your active sessions" in http.get(f"{http.base}/").text
+    http.post(f"{http.base}/login", data={"username": "hal"})
+    page = http.get(f"{http.base}/").text
+    assert 'id="devices"' in page and "this browser" in page and "Log out everywhere" in page
+
+
 def test_a_tampered_cookie_is_an_anonymous_visitor(http, example_server):
     http.post(f"{http.base}/api/data", data={"key": "k", "value": "v"})
     with _client(example_server) as forger:
