@@ -310,7 +310,7 @@ def _devices_panel(session: Session) -> str:
     rows = []
     for device in _devices(session):
         if device["current"]:
-            action = "this browser"
+            action = '<span class="nowrap muted">this browser</span>'
         else:
             action = (
                 '<form method="post" action="/sessions/revoke">'
