@@ -13,8 +13,9 @@ $(VENV)/.installed: setup.cfg setup.py
 	$(BIN)/pip install --quiet -e '.[hug,redis,test]'
 	touch $@
 
+# --preload: the app is imported once, so both workers share the key made when SESSION_SECRET is unset.
 run: $(VENV)/.installed
-	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --access-logfile - examples.app:__hug_wsgi__
+	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --preload --access-logfile - examples.app:__hug_wsgi__
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -172,8 +172,11 @@ class Session(MutableMapping):
     def __iter__(self) -> Iterator[str]:
         if not self._loaded:
             self._load()
-        yield from (key for key in self._raw if key not in self._removed and key not in self._values)
-        yield from list(self._values)
+        # A snapshot: reading values while iterating (items(), values()) caches
+        # keys in _values, which a lazy generator would then yield twice.
+        keys = [key for key in self._raw if key not in self._removed and key not in self._values]
+        keys.extend(self._values)
+        yield from keys
 
     def __len__(self) -> int:
         if not self._loaded:

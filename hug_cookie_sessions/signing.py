@@ -83,8 +83,8 @@ class SessionSigner:
             raw_signature = base64_decode(signature)
         except BadData:
             return None
-        if base64_encode(raw_signature) != signature.encode("ascii"):
-            return None  # base64 has spare bits and padding: accept only the spelling we issue
+        if base64_encode(raw_signature).decode("ascii") != signature:
+            return None  # a non-canonical spelling of a valid signature is still a changed cookie
         value = sid.encode("ascii")
         for index, key in enumerate(self._keys):
             if self._algorithm.verify_signature(key, value, raw_signature):

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
@@ -14,6 +20,18 @@ import requests
 from hug_cookie_sessions import MemoryStore, SQLiteStore
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def unavailable():
+    """``unavailable(reason)``: skip a test whose service or tool is missing; under CI=true, fail it."""
+
+    def handle(reason: str) -> None:
+        if IN_CI:
+            pytest.fail(f"{reason} (tests may not skip under CI)")
+        pytest.skip(reason)
+
+    return handle
 
 
 class FakeClock:
@@ -109,3 +127,109 @@ def _with_timeout(request):
         return request(method, url, **kwargs)
 
     return call
+
+
+# -- the example app under gunicorn, and reports for fixtures ------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_SECRET = "example-app-test-secret"
+
+
+@dataclass
+class ExampleServer:
+    """A running ``examples.app``: its base URL, its signing key and the SQLite file of its sessions."""
+
+    url: str
+    secret: str
+    store_path: Path
+
+    def store(self) -> SQLiteStore:
+        """A second, independent handle on the server's store (a real shared SQLite file)."""
+        return SQLiteStore(str(self.store_path))
+
+
+@contextmanager
+def run_example_app(workdir: Path, *, workers: int = 2, startup_timeout: float = 30.0):
+    """Serve ``examples.app:__hug_wsgi__`` with gunicorn on a free loopback port.
+
+    The server is stopped by PID (its whole process group if it does not stop
+    in time) when the block ends.
+    """
+    port = free_port()
+    store_path = workdir / "sessions.sqlite3"
+    env = {
+        **os.environ,
+        "SESSION_SECRET": EXAMPLE_SECRET,
+        "SESSION_STORE": str(store_path),
+        "SESSION_COOKIE_SECURE": "0",
+        "PYTHONPATH": str(ROOT),
+    }
+    command = [
+        *(sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)),
+        *(
+            "--chdir",
+            str(ROOT),
+            "--graceful-timeout",
+            "5",
+            *_no_control_socket(),
+            "examples.app:__hug_wsgi__",
+        ),
+    ]
+    log_path = workdir / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_answering(url, process, log_path, startup_timeout)
+        yield ExampleServer(url, EXAMPLE_SECRET, store_path)
+    finally:
+        _stop(process)
+
+
+def _no_control_socket() -> list[str]:
+    """Newer gunicorns open a control socket at one fixed path per user; servers of parallel
+    test runs would fight over it."""
+    from gunicorn.config import Config
+
+    return ["--no-control-socket"] if "control_socket_disable" in Config().settings else []
+
+
+def _wait_until_answering(url: str, process: subprocess.Popen, log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            requests.get(url + "/api/session", timeout=2)
+            return
+        except (requests.ConnectionError, requests.Timeout):
+            time.sleep(0.1)
+    raise RuntimeError(f"gunicorn did not answer within {timeout}s:\n{log_path.read_text()}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def example_server(tmp_path_factory):
+    """The example app served by gunicorn (2 workers) for the tests of one module."""
+    with run_example_app(tmp_path_factory.mktemp("example-app")) as server:
+        yield server
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (``item.report_call``), so that fixtures
+    can act on a failure in their teardown (the browser tests save a screenshot)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)

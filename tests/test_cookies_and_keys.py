@@ -60,6 +60,17 @@ def test_the_cookie_carries_a_256_bit_id_signed_with_hmac_sha256_by_itsdangerous
     assert len(base64.urlsafe_b64decode(token.rsplit(".", 1)[1] + "=")) == 32  # SHA-256 MAC
 
 
+def test_changing_any_single_character_of_the_cookie_breaks_it():
+    _, middleware = client_for()
+    token = middleware.signer.sign(new_session_id())
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
+    for position, original in enumerate(token):
+        for replacement in alphabet:
+            if replacement != original:
+                changed = token[:position] + replacement + token[position + 1 :]
+                assert middleware.signer.unsign(changed) is None, changed
+
+
 def test_a_thousand_new_ids_are_all_distinct():
     assert len({new_session_id() for _ in range(1000)}) == 1000
 

@@ -45,6 +45,24 @@ class Record:
         """A copy whose ``data`` can be changed without touching this one."""
         return replace(self, data=dict(self.data))
 
+    def update(
+        self,
+        changed: Mapping[str, str],
+        removed: Collection[str],
+        expires_at: float,
+        user_id: Optional[str] = None,
+        idle_timeout: Optional[int] = None,
+    ) -> None:
+        """Apply one :meth:`Store.apply` call to this record, in place."""
+        self.data.update(changed)
+        for key in removed:
+            self.data.pop(key, None)
+        self.expires_at = expires_at
+        if user_id is not None:
+            self.user_id = user_id
+        if idle_timeout is not None:
+            self.idle_timeout = idle_timeout
+
 
 @runtime_checkable
 class Store(Protocol):

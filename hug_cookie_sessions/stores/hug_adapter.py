@@ -50,12 +50,7 @@ class HugStoreAdapter:
             record = self.load(sid)
             if record is None:
                 return False
-            record.data.update(changed)
-            for key in removed:
-                record.data.pop(key, None)
-            record.expires_at = expires_at
-            record.user_id = user_id if user_id is not None else record.user_id
-            record.idle_timeout = idle_timeout if idle_timeout is not None else record.idle_timeout
+            record.update(changed, removed, expires_at, user_id, idle_timeout)
             self.store.set(sid, _as_dict(record))
             return True
 

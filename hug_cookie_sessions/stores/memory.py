@@ -56,14 +56,7 @@ class MemoryStore:
             record = self._records.get(sid)
             if record is None or record.expires_at <= self._clock():
                 return False
-            record.data.update(changed)
-            for key in removed:
-                record.data.pop(key, None)
-            record.expires_at = expires_at
-            if user_id is not None:
-                record.user_id = user_id
-            if idle_timeout is not None:
-                record.idle_timeout = idle_timeout
+            record.update(changed, removed, expires_at, user_id, idle_timeout)
             return True
 
     def rotate(self, old_sid: str, new_sid: str, record: Record) -> bool:

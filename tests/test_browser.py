@@ -1,0 +1,190 @@
+"""The example page in a real headless Chromium, served by gunicorn on a loopback port.
+
+Needs Playwright for Python (the ``test`` extra) and Debian's ``chromium``
+(``playwright install`` cannot download browsers here). Without them these
+tests skip, except under ``CI=true``, where they fail. A failing test leaves a
+screenshot in ``test-artifacts/``.
+"""
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def chromium(unavailable):
+    """One headless Chromium for the module; each test gets fresh contexts (fresh profiles)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright for Python is not installed (pip install -e '.[test]')")
+    if not (os.path.isfile(CHROMIUM) or shutil.which(CHROMIUM)):
+        unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_page(chromium, example_server, request):
+    """``new_page()`` opens a page in a new, empty browser context (its own cookie jar).
+
+    When the test fails, each page opened is saved as a screenshot.
+    """
+    contexts = []
+
+    def open_page():
+        context = chromium.new_context(base_url=example_server.url)
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_page
+    report = getattr(request.node, "report_call", None)
+    failed = report is not None and report.failed
+    name = re.sub(r"[^\w.-]", "_", request.node.name)
+    for index, context in enumerate(contexts):
+        try:
+            if failed:
+                ARTIFACTS.mkdir(exist_ok=True)
+                for number, page in enumerate(context.pages):
+                    page.screenshot(path=str(ARTIFACTS / f"{name}-{index}-{number}.png"), full_page=True)
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def page(new_page):
+    return new_page()
+
+
+def _session_cookie(page):
+    return next((cookie for cookie in page.context.cookies() if cookie["name"] == "session"), None)
+
+
+def _save(page, key: str, value: str) -> None:
+    page.fill("input[name=key]", key)
+    page.fill("input[name=value]", value)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save").click()
+
+
+def _data(page) -> dict:
+    rows = page.locator("#data tr").all()[1:]
+    return dict(tuple(row.locator("td").all_inner_texts()) for row in rows)
+
+
+def test_first_visit_shows_no_session_and_gets_no_cookie(page):
+    page.goto("/")
+
+    assert page.is_visible("#no-session")
+    assert "No session yet" in page.inner_text("#no-session")
+    assert _session_cookie(page) is None
+
+
+def test_submitting_the_form_sets_the_cookie_and_the_value_shows_after_a_reload(page):
+    page.goto("/")
+
+    _save(page, "greeting", "<b>안녕하세요</b>")
+    page.reload()
+
+    assert _session_cookie(page) is not None
+    assert _data(page)["greeting"] == "<b>안녕하세요</b>"
+    assert page.locator("#data b").count() == 0
+    assert "UTC" in page.inner_text("#expires")
+
+
+def test_the_visit_counter_increments_across_reloads(page):
+    page.goto("/")
+    _save(page, "k", "v")
+    first = int(page.inner_text("#visits"))
+
+    page.reload()
+    page.reload()
+
+    assert int(page.inner_text("#visits")) == first + 2
+
+
+def test_javascript_cannot_read_the_session_cookie(page):
+    page.goto("/")
+    _save(page, "k", "v")
+
+    cookie = _session_cookie(page)
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Lax"
+    assert "session=" not in page.evaluate("document.cookie")
+
+
+def test_login_changes_the_cookie_value_and_logout_removes_it(page):
+    page.goto("/")
+    _save(page, "cart", "2 pears")
+    anonymous = _session_cookie(page)["value"]
+
+    page.fill("input[name=username]", "alice")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log in").click()
+    logged_in = _session_cookie(page)["value"]
+
+    assert logged_in != anonymous
+    assert page.inner_text("#user") == "alice"
+    assert _data(page)["cart"] == "2 pears"
+
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log out and end the session").click()
+
+    assert _session_cookie(page) is None
+    assert page.is_visible("#no-session")
+
+
+def test_a_second_browser_context_is_a_separate_session(new_page):
+    first, second = new_page(), new_page()
+    first.goto("/")
+    _save(first, "owner", "first")
+
+    second.goto("/")
+    assert second.is_visible("#no-session")
+    _save(second, "owner", "second")
+    first.reload()
+
+    assert _data(first)["owner"] == "first"
+    assert _data(second)["owner"] == "second"
+    assert _session_cookie(first)["value"] != _session_cookie(second)["value"]
+
+
+def test_remember_me_and_log_out_everywhere_across_two_browsers(new_page):
+    laptop, phone = new_page(), new_page()
+    for page, remember in ((laptop, True), (phone, False)):
+        page.goto("/")
+        page.fill("input[name=username]", "zoe")
+        if remember:
+            page.check("input[name=remember]")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Log in").click()
+    remembered = _session_cookie(laptop)["expires"] - time.time()
+    assert remembered > 29 * 24 * 3600
+    laptop.reload()
+    assert laptop.locator("#devices tr").count() == 3  # header + two sessions
+
+    with laptop.expect_navigation():
+        laptop.get_by_role("button", name="Log out everywhere").click()
+    phone.reload()
+
+    assert _session_cookie(laptop) is None
+    assert phone.is_visible("#no-session")

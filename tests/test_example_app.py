@@ -1,0 +1,434 @@
+"""The example app: the article's endpoints, their cookie counterparts and the page.
+
+Most tests go through gunicorn (two worker processes sharing one SQLite file)
+on a loopback port with ``requests.Session`` as the cookie jar; quick checks of
+configuration and rendering run in-process with ``falcon.testing``.
+"""
+
+import importlib
+import logging
+import uuid
+
+import falcon
+import falcon.testing
+import pytest
+import requests
+
+from hug_cookie_sessions import MemoryStore, SQLiteStore
+from hug_cookie_sessions.signing import SessionSigner, new_session_id
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _client(server) -> requests.Session:
+    session = requests.Session()
+    session.request = _bounded(session.request)
+    session.base = server.url
+    return session
+
+
+def _bounded(request):
+    def call(method, url, **kwargs):
+        kwargs.setdefault("timeout", 10)
+        return request(method, url, **kwargs)
+
+    return call
+
+
+@pytest.fixture
+def http(example_server):
+    """A cookie-jar client of the gunicorn-served example app."""
+    with _client(example_server) as client:
+        yield client
+
+
+def _sid(token: str) -> str:
+    """The store key inside a signed token (or cookie value)."""
+    return token.rpartition(".")[0]
+
+
+def _tampered(token: str) -> str:
+    last = token[-1]
+    return token[:-1] + ("A" if last != "A" else "B")
+
+
+# -- the article's endpoints ------------------------------------------------------------------
+
+
+def test_create_session_returns_a_signed_token_not_a_raw_store_key(http, example_server):
+    body = http.get(f"{http.base}/create_session").json()
+
+    token = body["session_id"]
+    assert set(body) == {"session_id"}
+    assert SessionSigner(example_server.secret).unsign(token) == (_sid(token), True)
+    store = example_server.store()
+    assert store.load(_sid(token)) is not None
+    assert store.load(token) is None
+
+
+def test_stored_value_reads_back_with_the_articles_parameters(http):
+    token = http.get(f"{http.base}/create_session").json()["session_id"]
+
+    stored = http.post(
+        f"{http.base}/store_data", params={"session_id": token, "key": "lang", "value": "한국어"}
+    )
+    read = http.get(f"{http.base}/get_data", params={"session_id": token, "key": "lang"})
+
+    assert stored.json() == {"success": True}
+    assert read.json() == {"value": "한국어"}
+
+
+def test_the_article_endpoints_need_no_cookie(http, example_server):
+    token = http.get(f"{http.base}/create_session").json()["session_id"]
+    http.post(f"{http.base}/store_data", params={"session_id": token, "key": "k", "value": "v"})
+
+    assert not http.cookies
+    with _client(example_server) as stranger:
+        read = stranger.get(f"{http.base}/get_data", params={"session_id": token, "key": "k"})
+    assert read.json() == {"value": "v"}
+
+
+def test_unknown_key_is_an_invalid_key(http):
+    token = http.get(f"{http.base}/create_session").json()["session_id"]
+
+    read = http.get(f"{http.base}/get_data", params={"session_id": token, "key": "missing"})
+
+    assert read.json() == {"error": "Invalid key"}
+
+
+@pytest.mark.parametrize(
+    "make_token",
+    [
+        pytest.param(lambda token, secret: _tampered(token), id="tampered-signature"),
+        pytest.param(lambda token, secret: "x" + token, id="tampered-id"),
+        pytest.param(lambda token, secret: _sid(token), id="unsigned-store-key"),
+        pytest.param(lambda token, secret: str(uuid.uuid4()), id="article-style-uuid"),
+        pytest.param(
+            lambda token, secret: SessionSigner(secret).sign(new_session_id()), id="signed-but-unknown"
+        ),
+        pytest.param(lambda token, secret: SessionSigner("another key").sign(_sid(token)), id="other-key"),
+    ],
+)
+def test_session_ids_the_server_did_not_issue_are_invalid(http, example_server, make_token):
+    token = http.get(f"{http.base}/create_session").json()["session_id"]
+    http.post(f"{http.base}/store_data", params={"session_id": token, "key": "k", "value": "v"})
+    bad = make_token(token, example_server.secret)
+
+    stored = http.post(f"{http.base}/store_data", params={"session_id": bad, "key": "k", "value": "evil"})
+    read = http.get(f"{http.base}/get_data", params={"session_id": bad, "key": "k"})
+
+    assert stored.json() == {"error": "Invalid session ID"}
+    assert read.json() == {"error": "Invalid session ID"}
+    assert http.get(f"{http.base}/get_data", params={"session_id": token, "key": "k"}).json() == {
+        "value": "v"
+    }
+
+
+# -- cookie endpoints ---------------------------------------------------------------------------
+
+
+def test_cookie_session_keeps_data_between_requests(http):
+    saved = http.post(f"{http.base}/api/data", data={"key": "colour", "value": "teal"})
+
+    assert saved.json() == {"success": True}
+    assert http.get(f"{http.base}/api/data", params={"key": "colour"}).json() == {"value": "teal"}
+    assert http.get(f"{http.base}/api/data", params={"key": "size"}).json() == {"error": "Invalid key"}
+
+
+def test_session_cookie_is_httponly_lax_and_not_secure_by_default(http):
+    saved = http.post(f"{http.base}/api/data", data={"key": "k", "value": "v"})
+
+    attributes = [part.strip() for part in saved.headers["Set-Cookie"].split(";")]
+    assert attributes[0].startswith("session=")
+    assert {"HttpOnly", "SameSite=Lax", "Path=/"} <= set(attributes)
+    assert "Secure" not in attributes
+
+
+def test_each_browser_counts_its_own_visits(example_server):
+    with _client(example_server) as first, _client(example_server) as second:
+        counts = [first.get(f"{first.base}/api/visits").json()["visits"] for _ in range(3)]
+        other = second.get(f"{second.base}/api/visits").json()["visits"]
+
+    assert counts == [1, 2, 3]
+    assert other == 1
+
+
+def test_login_regenerates_the_session_and_the_old_cookie_opens_nothing(http, example_server):
+    http.post(f"{http.base}/api/data", data={"key": "cart", "value": "3 apples"})
+    before = http.cookies["session"]
+
+    logged_in = http.post(f"{http.base}/login", data={"username": "alice"})
+    after = http.cookies["session"]
+
+    assert logged_in.json() == {"user": "alice"}
+    assert after != before
+    state = http.get(f"{http.base}/api/session").json()["session"]
+    assert state["user"] == "alice"
+    assert state["data"]["cart"] == "3 apples"
+    assert example_server.store().load(_sid(before)) is None
+    with _client(example_server) as replay:
+        replay.cookies.set("session", before)
+        assert replay.get(f"{replay.base}/api/session").json() == {"session": None}
+        assert replay.get(f"{replay.base}/api/data", params={"key": "cart"}).json() == {
+            "error": "Invalid key"
+        }
+
+
+def test_logout_expires_the_cookie_and_deletes_the_stored_session(http, example_server):
+    http.post(f"{http.base}/login", data={"username": "bob"})
+    cookie = http.cookies["session"]
+    assert example_server.store().load(_sid(cookie)) is not None
+
+    logged_out = http.post(f"{http.base}/logout")
+
+    assert logged_out.json() == {"success": True}
+    assert "Max-Age=0" in logged_out.headers["Set-Cookie"]
+    assert "session" not in http.cookies
+    assert example_server.store().load(_sid(cookie)) is None
+    with _client(example_server) as replay:
+        replay.cookies.set("session", cookie)
+        assert replay.get(f"{replay.base}/api/session").json() == {"session": None}
+
+
+def test_remember_me_gives_a_30_day_cookie(http):
+    response = http.post(f"{http.base}/login", data={"username": "carol", "remember": "true"})
+    assert f"Max-Age={30 * 24 * 3600}" in response.headers["Set-Cookie"]
+    plain = requests.post(f"{http.base}/login", data={"username": "dan"}, timeout=10)
+    assert f"Max-Age={14 * 24 * 3600}" in plain.headers["Set-Cookie"]
+
+
+def test_two_browsers_of_one_user_see_each_other_and_log_out_everywhere(example_server):
+    with _client(example_server) as laptop, _client(example_server) as phone:
+        for browser in (laptop, phone):
+            browser.post(f"{browser.base}/login", data={"username": "erin"})
+        listed = laptop.get(f"{laptop.base}/api/sessions").json()["sessions"]
+        assert len(listed) == 2
+        assert sorted(entry["current"] for entry in listed) == [False, True]
+        assert all(phone.cookies["session"].split(".")[0] not in entry["handle"] for entry in listed)
+
+        ended = laptop.post(f"{laptop.base}/logout_everywhere").json()
+
+        assert ended == {"ended": 2}
+        assert phone.get(f"{phone.base}/api/session").json() == {"session": None}
+        assert laptop.get(f"{laptop.base}/api/session").json() == {"session": None}
+
+
+def test_a_user_can_end_another_of_their_sessions_but_not_someone_elses(example_server):
+    with (
+        _client(example_server) as laptop,
+        _client(example_server) as phone,
+        _client(example_server) as stranger,
+    ):
+        laptop.post(f"{laptop.base}/login", data={"username": "fay"})
+        phone.post(f"{phone.base}/login", data={"username": "fay"})
+        stranger.post(f"{stranger.base}/login", data={"username": "gus"})
+        other = next(
+            e for e in laptop.get(f"{laptop.base}/api/sessions").json()["sessions"] if not e["current"]
+        )
+
+        refused = stranger.post(f"{stranger.base}/sessions/revoke", data={"handle": other["handle"]})
+        assert refused.status_code == 400
+        assert phone.get(f"{phone.base}/api/session").json()["session"]["user"] == "fay"
+
+        assert laptop.post(f"{laptop.base}/sessions/revoke", data={"handle": other["handle"]}).json() == {
+            "revoked": True
+        }
+        assert phone.get(f"{phone.base}/api/session").json() == {"session": None}
+        assert laptop.get(f"{laptop.base}/api/session").json()["session"]["user"] == "fay"
+
+
+def test_the_page_lists_active_sessions_once_logged_in(http):
+    assert "Log in to see your active sessions" in http.get(f"{http.base}/").text
+    http.post(f"{http.base}/login", data={"username": "hal"})
+    page = http.get(f"{http.base}/").text
+    assert 'id="devices"' in page and "this browser" in page and "Log out everywhere" in page
+
+
+def test_a_tampered_cookie_is_an_anonymous_visitor(http, example_server):
+    http.post(f"{http.base}/api/data", data={"key": "k", "value": "v"})
+    with _client(example_server) as forger:
+        forger.cookies.set("session", _tampered(http.cookies["session"]))
+
+        assert forger.get(f"{forger.base}/api/session").json() == {"session": None}
+
+
+# -- the page over HTTP ----------------------------------------------------------------------------
+
+
+def test_a_page_view_without_a_session_stores_nothing_and_sets_no_cookie(http, example_server):
+    live_before = len(example_server.store())
+
+    page = http.get(f"{http.base}/")
+
+    assert page.status_code == 200
+    assert "No session yet" in page.text
+    assert "Set-Cookie" not in page.headers
+    assert len(example_server.store()) == live_before
+
+
+def test_the_page_form_stores_a_value_and_comes_back_to_the_page(http):
+    page = http.post(f"{http.base}/api/data", data={"key": "note", "value": "hello", "return_to": "/"})
+
+    assert [step.status_code for step in page.history] == [303]
+    assert page.url == f"{http.base}/"
+    assert "<td>note</td><td>hello</td>" in page.text
+    assert '<dd id="visits">1</dd>' in page.text
+
+
+# -- in-process checks ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    """The example module, its sessions in a fresh SQLite file for this test."""
+    monkeypatch.setenv("SESSION_SECRET", "in-process-secret")
+    monkeypatch.setenv("SESSION_STORE", str(tmp_path / "first-import.sqlite3"))
+    module = importlib.import_module("examples.app")
+    monkeypatch.setattr(module.middleware, "store", SQLiteStore(str(tmp_path / "sessions.sqlite3")))
+    return module
+
+
+@pytest.fixture
+def client(app):
+    return falcon.testing.TestClient(app.__hug_wsgi__)
+
+
+def _cookie(result) -> dict:
+    return {"Cookie": result.headers["Set-Cookie"].split(";")[0]}
+
+
+def test_page_escapes_stored_keys_and_values(client):
+    saved = client.simulate_post(
+        "/api/data", params={"key": "<i>k</i>", "value": '<script>alert("x")</script>'}
+    )
+
+    page = client.simulate_get("/", headers=_cookie(saved))
+
+    assert "&lt;i&gt;k&lt;/i&gt;" in page.text
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page.text
+    assert "<script>" not in page.text
+
+
+def test_page_shows_the_user_and_the_expiry(client, app):
+    logged_in = client.simulate_post("/login", params={"username": "carol"})
+
+    page = client.simulate_get("/", headers=_cookie(logged_in))
+
+    assert '<dd id="user">carol</dd>' in page.text
+    assert 'id="expires"' in page.text and "(in 13 days)" in page.text
+
+
+def test_page_does_not_let_scripts_or_other_origins_in(client):
+    page = client.simulate_get("/")
+
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    assert "form-action 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_only_the_page_itself_is_a_redirect_target(client):
+    followed = client.simulate_post("/api/data", params={"key": "k", "value": "v", "return_to": "/"})
+    elsewhere = client.simulate_post(
+        "/api/data", params={"key": "k", "value": "v", "return_to": "https://example.com/"}
+    )
+
+    assert followed.status_code == 303 and followed.headers["Location"] == "/"
+    assert elsewhere.status_code == 200 and "Location" not in elsewhere.headers
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"key": "k" * 65, "value": "v"}, "key must be 1-64 characters, value at most 1000"),
+        ({"key": "k", "value": "v" * 1001}, "key must be 1-64 characters, value at most 1000"),
+        ({"key": "   ", "value": "v"}, "key must be 1-64 characters, value at most 1000"),
+    ],
+)
+def test_oversized_or_blank_form_input_is_a_400_and_stores_nothing(client, app, params, error):
+    result = client.simulate_post("/api/data", params=params)
+
+    assert result.status_code == 400
+    assert result.json == {"error": error}
+    assert "Set-Cookie" not in result.headers
+    assert len(app.middleware.store) == 0
+
+
+def test_a_session_holds_a_bounded_number_of_keys(client, app):
+    cookie = _cookie(client.simulate_post("/api/data", params={"key": "k0", "value": "v"}))
+    for index in range(1, app.MAX_KEYS):
+        client.simulate_post("/api/data", params={"key": f"k{index}", "value": "v"}, headers=cookie)
+
+    one_more = client.simulate_post("/api/data", params={"key": "extra", "value": "v"}, headers=cookie)
+    overwrite = client.simulate_post("/api/data", params={"key": "k0", "value": "w"}, headers=cookie)
+
+    assert one_more.status_code == 400
+    assert overwrite.json == {"success": True}
+
+
+def test_login_rejects_a_blank_name(client):
+    result = client.simulate_post("/login", params={"username": "  "})
+
+    assert result.status_code == 400
+    assert "Set-Cookie" not in result.headers
+
+
+def test_a_non_number_under_visits_restarts_the_count(client):
+    cookie = _cookie(client.simulate_post("/api/data", params={"key": "visits", "value": "many"}))
+
+    assert client.simulate_get("/api/visits", headers=cookie).json == {"visits": 1}
+
+
+# -- configuration from the environment -------------------------------------------------------------
+
+
+def _cookie_header_from(middleware) -> str:
+    """The Set-Cookie header ``middleware`` sends for a new session."""
+
+    class Write:
+        def on_get(self, req, resp):
+            req.context["session"]["k"] = "v"
+
+    api = falcon.API(middleware=[middleware])
+    api.add_route("/", Write())
+    return falcon.testing.TestClient(api).simulate_get("/").headers["Set-Cookie"]
+
+
+def test_without_a_secret_the_app_warns_and_sessions_do_not_survive_a_restart(app, tmp_path, caplog):
+    environ = {"SESSION_STORE": str(tmp_path / "s.sqlite3")}
+    with caplog.at_level(logging.WARNING, logger="examples.app"):
+        first = app.middleware_from_env(environ)
+        restarted = app.middleware_from_env(environ)
+
+    assert "SESSION_SECRET is not set" in caplog.text
+    assert "will NOT survive a restart" in caplog.text
+    token = first.save(first.open(None))
+    assert first.open(token).is_new is False
+    assert restarted.open(token).is_new is True
+
+
+def test_cookie_secure_setting(app, tmp_path):
+    store = {"SESSION_SECRET": "s", "SESSION_STORE": str(tmp_path / "s.sqlite3")}
+
+    default = _cookie_header_from(app.middleware_from_env(store))
+    secure = _cookie_header_from(app.middleware_from_env({**store, "SESSION_COOKIE_SECURE": "1"}))
+
+    assert "Secure" not in default
+    assert "; Secure" in secure
+    with pytest.raises(ValueError, match="SESSION_COOKIE_SECURE must be 0 or 1"):
+        app.middleware_from_env({**store, "SESSION_COOKIE_SECURE": "yes"})
+
+
+def test_session_store_setting_takes_a_url_or_a_path(app, tmp_path):
+    path = tmp_path / "sessions.sqlite3"
+
+    from_path = app.store_from_setting(str(path))
+    from_url = app.store_from_setting(f"sqlite:///{path}")
+
+    assert isinstance(from_path, SQLiteStore) and from_path.path == str(path)
+    assert isinstance(from_url, SQLiteStore) and from_url.path == str(path)
+    assert isinstance(app.store_from_setting("memory://"), MemoryStore)
+    with pytest.raises(ValueError, match="unsupported session store URL"):
+        app.store_from_setting("mysql://localhost/db")
