@@ -1,6 +1,7 @@
 """Signed-cookie, server-side sessions for hug and Falcon."""
 
-from .middleware import SessionInfo, SessionMiddleware, SessionUnavailable
+from .locking import LockingStore, LockTimeout
+from .middleware import SessionBusy, SessionInfo, SessionMiddleware, SessionUnavailable
 from .session import Session, SessionValueError
 from .stores.base import Record, SessionStoreError, Store, UserIndex
 from .stores.hug_adapter import HugStoreAdapter
@@ -10,10 +11,13 @@ from .stores.url import store_from_url
 
 __all__ = [
     "HugStoreAdapter",
+    "LockTimeout",
+    "LockingStore",
     "MemoryStore",
     "Record",
     "SQLiteStore",
     "Session",
+    "SessionBusy",
     "SessionInfo",
     "SessionMiddleware",
     "SessionStoreError",

@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import falcon
 
 from .cookies import CookieSettings
+from .locking import LockTimeout, RequestLock, SessionLocks
 from .session import Changes, Session, SessionValueError
 from .signing import SecretKey, SessionSigner, new_session_id
 from .stores.base import Record, SessionStoreError, Store, UserIndex
@@ -52,6 +53,19 @@ class SessionUnavailable(SessionStoreError, falcon.HTTPServiceUnavailable):
         )
 
 
+class SessionBusy(SessionUnavailable):
+    """With ``lock=True``: another request of the session held its lock for the whole
+    ``lock_timeout``. A 503 saying so; the request's session was neither read nor saved."""
+
+    def __init__(self) -> None:
+        falcon.HTTPServiceUnavailable.__init__(
+            self,
+            title="Session busy",
+            description="Another request of this session is still running. Please try again shortly.",
+            retry_after=1,
+        )
+
+
 @dataclass(frozen=True)
 class SessionInfo:
     """One of a user's sessions as listed by :meth:`SessionMiddleware.user_sessions`.
@@ -71,7 +85,10 @@ class SessionMiddleware:
     Add one instance to the API; handlers get the session from
     ``hug.directives.session`` or ``req.context["session"]``. Timeouts are in
     seconds, ``None`` disables one. ``persistent=False`` makes the cookie last
-    until the browser closes. ``clock`` exists for tests.
+    until the browser closes. ``lock=True`` serialises the requests of one
+    session that load it (see :mod:`hug_cookie_sessions.locking`): a request
+    waits up to ``lock_timeout`` seconds for the lock, then gets a 503; a lock
+    not released lives ``lock_lease`` seconds. ``clock`` exists for tests.
     """
 
     def __init__(
@@ -91,6 +108,9 @@ class SessionMiddleware:
         cookie_same_site: Optional[str] = "Lax",
         refresh_fraction: float = 0.1,
         clock: Callable[[], float] = time.time,
+        lock: bool = False,
+        lock_timeout: float = 10.0,
+        lock_lease: float = 30.0,
     ) -> None:
         for name, value in (("idle_timeout", idle_timeout), ("absolute_timeout", absolute_timeout)):
             if value is not None and value <= 0:
@@ -108,15 +128,29 @@ class SessionMiddleware:
         self.persistent = persistent
         self.refresh_fraction = refresh_fraction
         self.clock = clock
+        self.locks = SessionLocks(self.store, lock_timeout, lock_lease) if lock else None
+        self._lock_key = f"{context_name}.lock"
 
     # -- Falcon hooks ----------------------------------------------------------------
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context[self.context_name] = Session(partial(self._open_from_cookie, req))
+        lock = None
+        if self.locks is not None:
+            lock = req.context[self._lock_key] = RequestLock(self.locks)
+        req.context[self.context_name] = Session(partial(self._open_from_cookie, req, lock))
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
+        try:
+            self._finish(req, resp, req_succeeded)
+        finally:
+            lock = req.context.get(self._lock_key) if self.locks is not None else None
+            if lock is not None:
+                lock.release()
+
+    def _finish(self, req: falcon.Request, resp: falcon.Response, req_succeeded: bool) -> None:
+        """Save the session and set the cookie: the whole of ``process_response`` but the lock."""
         session = req.context.get(self.context_name)
         if not isinstance(session, Session) or not session.loaded:
             return
@@ -204,11 +238,15 @@ class SessionMiddleware:
 
     # -- loading --------------------------------------------------------------------------
 
-    def _open_from_cookie(self, req: falcon.Request) -> tuple[Optional[str], Optional[Record], bool]:
-        return self._open_tokens(req.get_cookie_values(self.cookie.name) or ())
+    def _open_from_cookie(
+        self, req: falcon.Request, lock: Optional[RequestLock]
+    ) -> tuple[Optional[str], Optional[Record], bool]:
+        return self._open_tokens(req.get_cookie_values(self.cookie.name) or (), lock)
 
-    def _open_tokens(self, tokens: Sequence[str]) -> tuple[Optional[str], Optional[Record], bool]:
-        """The first token that verifies and names a live session wins."""
+    def _open_tokens(
+        self, tokens: Sequence[str], lock: Optional[RequestLock] = None
+    ) -> tuple[Optional[str], Optional[Record], bool]:
+        """The first token that verifies and names a live session wins (locked first, with a ``lock``)."""
         now = self.clock()
         for token in tokens[:MAX_COOKIES_CHECKED]:
             verified = self.signer.unsign(token)
@@ -216,9 +254,13 @@ class SessionMiddleware:
                 log.warning("Ignored a session cookie with a bad signature (starts %r)", token[:6])
                 continue
             sid, current_key = verified
+            if lock is not None:
+                self._call_store(lock.acquire, sid)
             record = self._call_store(self.store.load, sid)
             if record is not None and record.expires_at > now:
                 return sid, record, not current_key
+            if lock is not None:
+                lock.release()
         return None, None, False
 
     # -- saving ---------------------------------------------------------------------------
@@ -312,6 +354,9 @@ class SessionMiddleware:
             return method(*args, **kwargs)
         except SessionUnavailable:
             raise
+        except LockTimeout as error:
+            log.warning("Session request refused: %s", error)
+            raise SessionBusy() from error
         except SessionStoreError as error:
             log.error("Session store failed in %s: %s", getattr(method, "__name__", method), error)
             raise SessionUnavailable() from error
