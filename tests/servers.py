@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import requests
 
@@ -90,3 +91,28 @@ def report(request, line: str) -> None:
         return
     with capture.global_and_fixture_disabled():
         reporter.write_line(line)
+
+
+def client(url: str, token: Optional[str] = None) -> requests.Session:
+    """A cookie-jar client, already holding the session cookie ``token`` if given."""
+    http = requests.Session()
+    if token is not None:
+        http.cookies.set("session", token, domain="127.0.0.1", path="/")
+    return http
+
+
+def new_session(url: str, **values: object) -> str:
+    """A stored session holding ``values``; its cookie value."""
+    http = client(url)
+    for key, value in values.items():
+        assert http.post(url + "/set", params={"key": key, "value": json.dumps(value)}, timeout=10).ok
+    return http.cookies["session"]
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition`` until it holds; AssertionError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.01)

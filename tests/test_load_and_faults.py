@@ -6,7 +6,6 @@ the deployment shape the README recommends. Throughput is printed, never asserte
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -23,7 +22,7 @@ import requests
 
 from hug_cookie_sessions import SessionStoreError, SQLiteStore
 
-from .servers import Gunicorn, report
+from .servers import Gunicorn, client, new_session, report
 
 CLIENTS = 20
 REQUESTS = 200  # per client: alternately a write of its own key and a read of it back
@@ -32,21 +31,6 @@ SHARED_SESSIONS = 4  # each session is shared by CLIENTS / SHARED_SESSIONS clien
 
 def sqlite_env(tmp_path, **extra: str) -> dict[str, str]:
     return {"SESSION_STORE": f"sqlite:///{tmp_path / 'sessions.sqlite3'}", **extra}
-
-
-def client(url: str, token: str | None = None) -> requests.Session:
-    http = requests.Session()
-    if token is not None:
-        http.cookies.set("session", token, domain="127.0.0.1", path="/")
-    return http
-
-
-def new_session(url: str, **values: object) -> str:
-    """A stored session holding ``values``; its cookie value."""
-    http = client(url)
-    for key, value in values.items():
-        assert http.post(url + "/set", params={"key": key, "value": json.dumps(value)}, timeout=10).ok
-    return http.cookies["session"]
 
 
 # -- load -----------------------------------------------------------------------------------------
