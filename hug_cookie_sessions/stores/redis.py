@@ -1,0 +1,400 @@
+"""``RedisStore``: sessions in Redis, shared by any number of app servers.
+
+Layout: one hash per session at ``prefix + session id``. Metadata fields are
+``created``, ``expires``, ``user`` and ``idle`` (the last two only when set);
+every session key ``k`` is the field ``d:k``, so no key can ever overwrite the
+metadata. The hash carries ``PEXPIREAT`` = the session's expiry, so Redis drops
+it on time by itself. Times are Unix seconds written as text.
+
+Costs: a load is one ``HGETALL``; ``create``, ``apply`` and ``delete`` are one
+round trip each; ``apply`` and ``rotate`` are Lua scripts, so checking that the
+session still exists and writing to it happen atomically (a write can never
+bring back a session deleted meanwhile). Every script touches one key, so all
+of this works unchanged on Redis Cluster.
+
+``rotate`` (``Session.regenerate()``) is one script on a single Redis. On Redis
+Cluster the old and the new key usually live in different slots, and no script
+may touch both. It then takes two steps, in this order:
+
+1. create the new hash (its ID is still known only to the regenerating
+   request, so no other request can use it yet);
+2. retire the old hash atomically, if it is still live, replacing it with a
+   short-lived tombstone that opens nothing.
+
+Until step 2 the old ID works exactly as if nothing had started; from step 2 on
+only the new one does, so no request ever sees both IDs usable. If step 1 fails
+nothing changed; if step 2 finds the old session already gone (a concurrent
+logout or regenerate won), the new hash is deleted and rotate returns False.
+Creating first means a failing node never costs the session its data; the
+tombstone names the new ID so a step 2 retried by redis-py after a lost reply
+still recognises its own work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from typing import Any, Collection, Iterator, Mapping, NamedTuple, Optional, Union
+from urllib.parse import urlsplit
+
+from .base import Record, SessionStoreError
+
+try:
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.cluster import RedisCluster
+    from redis.commands.core import Script
+    from redis.exceptions import RedisClusterException, RedisError
+    from redis.retry import Retry
+except ImportError as error:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "RedisStore needs the redis package: pip install 'hug-cookie-sessions[redis]'"
+    ) from error
+
+#: Data field names start with this; metadata field names never do.
+DATA = "d:"
+
+#: Socket timeouts (seconds) of clients built from a URL: a session lookup is a
+#: tiny command, so anything slower is an outage and becomes a 503 quickly.
+CONNECT_TIMEOUT = 1.0
+SOCKET_TIMEOUT = 1.0
+
+#: How long (ms) a Redis Cluster rotate leaves its tombstone behind; far longer
+#: than any client-side retry of the same call.
+TOMBSTONE_MS = 60_000
+
+_SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
+
+# Lua: HSET/HDEL ARGV[first..last] on KEYS[k] in chunks, as unpack() has a stack limit.
+_CHUNKED = """
+local function each_chunk(command, k, first, last, step)
+  for i = first, last, step do
+    redis.call(command, KEYS[k], unpack(ARGV, i, math.min(i + step - 1, last)))
+  end
+end
+local function live(k, now)
+  local expires = redis.call('HGET', KEYS[k], 'expires')
+  return expires and tonumber(expires) > tonumber(now)
+end
+"""
+
+# KEYS[1] session; ARGV: expire-at ms, then field/value pairs.
+_CREATE = (
+    _CHUNKED
+    + """
+redis.call('DEL', KEYS[1])
+each_chunk('HSET', 1, 2, #ARGV, 200)
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+return 1
+"""
+)
+
+# KEYS[1] session; ARGV: now, expire-at ms, pair count n, n field/value pairs, fields to delete.
+_APPLY = (
+    _CHUNKED
+    + """
+if not live(1, ARGV[1]) then return 0 end
+local last_pair = 3 + 2 * tonumber(ARGV[3])
+each_chunk('HSET', 1, 4, last_pair, 200)
+each_chunk('HDEL', 1, last_pair + 1, #ARGV, 200)
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 1
+"""
+)
+
+# KEYS[1] old, KEYS[2] new; ARGV: now, expire-at ms, field/value pairs. A single Redis only.
+_ROTATE = (
+    _CHUNKED
+    + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end  -- a retry of a call that already ran
+if not live(1, ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+each_chunk('HSET', 2, 3, #ARGV, 200)
+redis.call('PEXPIREAT', KEYS[2], ARGV[2])
+return 1
+"""
+)
+
+# KEYS[1] old; ARGV: now, new session id, tombstone ms. Step 2 of a Redis Cluster rotate.
+_RETIRE = (
+    _CHUNKED
+    + """
+if redis.call('HGET', KEYS[1], 'moved') == ARGV[2] then return 1 end
+if not live(1, ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'moved', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+)
+
+Client = Union["redis.Redis", "RedisCluster"]
+
+
+class _Redis(NamedTuple):
+    """A client and the store's scripts registered on it."""
+
+    client: Client
+    cluster: bool
+    create: Script
+    apply: Script
+    rotate: Script
+    retire: Script
+
+
+def client_from_url(url: str) -> Client:
+    """A client for ``url`` with bounded timeouts and one quick retry on a broken connection.
+
+    ``redis://``, ``rediss://`` and ``unix://`` give a :class:`redis.Redis`;
+    ``redis+cluster://host:port`` a :class:`~redis.cluster.RedisCluster` seeded
+    by that node (it connects at once). Query parameters of the URL
+    (``?socket_timeout=2``) override the defaults. A standalone client does not
+    retry timeouts, so a slow command never runs twice and a call fails within
+    about one timeout.
+    """
+    options: dict[str, Any] = {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": SOCKET_TIMEOUT}
+    scheme = _scheme(url)
+    if scheme == "redis+cluster":
+        # Between attempts the cluster client re-reads the slot map, which rides out a failover.
+        retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
+        return RedisCluster.from_url("redis" + url[len(scheme) :], retry=retry, **options)
+    # One retry replaces a pooled connection that died with a restarted server.
+    retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), 1, supported_errors=(redis.ConnectionError,))
+    return redis.Redis.from_url(url, retry=retry, **options)
+
+
+class RedisStore:
+    """Sessions in Redis (standalone, Sentinel or Cluster), every key under ``prefix``.
+
+    ``client_or_url`` is a :class:`redis.Redis` (for Sentinel, the one
+    ``Sentinel.master_for()`` returns), a :class:`~redis.cluster.RedisCluster`,
+    or a URL for :func:`client_from_url`. A ``redis+cluster://`` client is made
+    on first use, so an app can start while the cluster is down. Every Redis
+    failure raises :class:`SessionStoreError` (a 503) whose message never holds
+    a password; the client reconnects on the next call.
+    """
+
+    def __init__(self, client_or_url: Union[Client, str], *, prefix: str = "session:") -> None:
+        if not prefix:
+            raise ValueError("prefix must not be empty: it keeps session keys apart from other data")
+        self.prefix = prefix
+        self._lock = threading.Lock()
+        self._redis: Optional[_Redis] = None
+        self._url: Optional[str] = None
+        if isinstance(client_or_url, str):
+            if _scheme(client_or_url) not in _SCHEMES:
+                schemes = ", ".join(f"{scheme}://" for scheme in _SCHEMES)
+                raise ValueError(f"RedisStore needs a URL starting with one of: {schemes}")
+            self._url = client_or_url
+            self._where = _redacted(client_or_url)
+            self._secret = urlsplit(client_or_url).password
+            if _scheme(client_or_url) != "redis+cluster":
+                self._bind(client_from_url(client_or_url))
+        elif isinstance(client_or_url, (redis.Redis, RedisCluster)):
+            self._where, self._secret = _describe(client_or_url)
+            self._bind(client_or_url)
+        else:
+            raise TypeError("RedisStore needs a redis.Redis, a redis.cluster.RedisCluster or a URL")
+
+    def _bind(self, client: Client) -> None:
+        self._redis = _Redis(
+            client,
+            isinstance(client, RedisCluster),
+            *(client.register_script(script) for script in (_CREATE, _APPLY, _ROTATE, _RETIRE)),
+        )
+
+    def _connected(self) -> _Redis:
+        """The client and its scripts, made now if the store was given a cluster URL."""
+        if self._redis is None:
+            with self._lock, self._failures("connect"):
+                if self._redis is None:
+                    self._bind(client_from_url(self._url))
+        return self._redis
+
+    @property
+    def client(self) -> Client:
+        """The Redis client."""
+        return self._connected().client
+
+    @contextlib.contextmanager
+    def _failures(self, action: str) -> Iterator[None]:
+        """Turn any Redis failure into a SessionStoreError that names no secret."""
+        try:
+            yield
+        except (RedisError, RedisClusterException) as error:
+            message = f"Redis session store {self._where}: {action} failed: {type(error).__name__}: {error}"
+            if self._secret:
+                message = message.replace(self._secret, "***")
+            raise SessionStoreError(message) from error
+
+    def _key(self, sid: str) -> str:
+        return self.prefix + sid
+
+    # -- the store protocol ----------------------------------------------------------------
+
+    def load(self, sid: str) -> Optional[Record]:
+        backend = self._connected()
+        with self._failures("load"):
+            fields = backend.client.hgetall(self._key(sid))
+        meta, data = {}, {}
+        for name, value in fields.items():
+            name, value = _text(name), _text(value)
+            if name.startswith(DATA):
+                data[name[len(DATA) :]] = value
+            else:
+                meta[name] = value
+        expires = meta.get("expires")
+        if expires is None or float(expires) <= time.time():
+            return None
+        idle = meta.get("idle")
+        return Record(
+            data,
+            float(meta["created"]),
+            float(expires),
+            meta.get("user"),
+            None if idle is None else int(idle),
+        )
+
+    def create(self, sid: str, record: Record) -> None:
+        backend = self._connected()
+        with self._failures("create"):
+            backend.create(keys=[self._key(sid)], args=[_ms(record.expires_at), *_fields(record)])
+
+    def apply(
+        self,
+        sid: str,
+        changed: Mapping[str, str],
+        removed: Collection[str],
+        expires_at: float,
+        *,
+        user_id: Optional[str] = None,
+        idle_timeout: Optional[int] = None,
+    ) -> bool:
+        pairs = ["expires", repr(expires_at)]
+        if user_id is not None:
+            pairs += ["user", user_id]
+        if idle_timeout is not None:
+            pairs += ["idle", str(idle_timeout)]
+        for key, value in changed.items():
+            pairs += [DATA + key, value]
+        args = [repr(time.time()), _ms(expires_at), len(pairs) // 2, *pairs]
+        args += [DATA + key for key in removed]
+        backend = self._connected()
+        with self._failures("apply"):
+            return bool(backend.apply(keys=[self._key(sid)], args=args))
+
+    def rotate(self, old_sid: str, new_sid: str, record: Record) -> bool:
+        backend = self._connected()
+        if not backend.cluster:
+            with self._failures("rotate"):
+                return bool(
+                    backend.rotate(
+                        keys=[self._key(old_sid), self._key(new_sid)],
+                        args=[repr(time.time()), _ms(record.expires_at), *_fields(record)],
+                    )
+                )
+        # Redis Cluster: create the new hash, then retire the old one (see the module docstring).
+        self.create(new_sid, record)
+        try:
+            with self._failures("rotate"):
+                retired = backend.retire(
+                    keys=[self._key(old_sid)], args=[repr(time.time()), new_sid, TOMBSTONE_MS]
+                )
+        except SessionStoreError:
+            # The client never learns the new ID after a failure, so nobody could use it.
+            with contextlib.suppress(SessionStoreError):
+                self.delete(new_sid)
+            raise
+        if not retired:
+            self.delete(new_sid)
+        return bool(retired)
+
+    def delete(self, sid: str) -> None:
+        backend = self._connected()
+        with self._failures("delete"):
+            backend.client.delete(self._key(sid))
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Sessions under ``prefix``, counted with ``SCAN`` on every primary.
+
+        This walks the whole key space of the database (not only this prefix)
+        in batches of 1,000 keys, one round trip each: cheap on a small Redis,
+        slow on one holding millions of keys. On Redis Cluster it also counts
+        the tombstones that regenerates left in the last minute.
+        """
+        backend = self._connected()
+        pattern = _glob_escape(self.prefix) + "*"
+        with self._failures("count"):
+            if not backend.cluster:
+                return sum(1 for _ in backend.client.scan_iter(match=pattern, count=1000))
+            return sum(
+                1
+                for node in backend.client.get_primaries()
+                for _ in backend.client.get_redis_connection(node).scan_iter(match=pattern, count=1000)
+            )
+
+    def purge_expired(self) -> int:
+        """Always 0: Redis deletes each session itself when its expiry passes."""
+        return 0
+
+    def count_expired(self) -> int:
+        """Always 0: Redis never keeps an expired session."""
+        return 0
+
+    def close(self) -> None:
+        """Close the client's connections if this store made the client from a URL."""
+        if self._url is not None and self._redis is not None:
+            self._redis.client.close()
+
+
+def _scheme(url: str) -> str:
+    return url.partition("://")[0].lower()
+
+
+def _ms(seconds: float) -> int:
+    """Unix milliseconds for ``PEXPIREAT``, rounded up so Redis never drops a live session early."""
+    return math.ceil(seconds * 1000)
+
+
+def _fields(record: Record) -> list[str]:
+    """``record`` as the flat field/value list ``HSET`` takes."""
+    fields = ["created", repr(record.created_at), "expires", repr(record.expires_at)]
+    if record.user_id is not None:
+        fields += ["user", record.user_id]
+    if record.idle_timeout is not None:
+        fields += ["idle", str(record.idle_timeout)]
+    for key, value in record.data.items():
+        fields += [DATA + key, value]
+    return fields
+
+
+def _text(value: Union[bytes, str]) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password."""
+    password = urlsplit(url).password
+    return url.replace(f":{password}@", ":***@", 1) if password else url
+
+
+def _describe(client: Client) -> tuple[str, Optional[str]]:
+    """Where ``client`` connects (for messages) and its password (to keep out of them)."""
+    if isinstance(client, RedisCluster):
+        return "(Redis Cluster)", client.nodes_manager.connection_kwargs.get("password")
+    options = client.connection_pool.connection_kwargs
+    if "path" in options:
+        where = f"unix:{options['path']}"
+    elif "host" in options:
+        where = f"{options['host']}:{options.get('port', 6379)}/{options.get('db', 0)}"
+    else:
+        where = f"({type(client.connection_pool).__name__})"
+    return where, options.get("password")
