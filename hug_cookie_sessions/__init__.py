@@ -37,7 +37,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """Import ``RedisStore`` when it is first asked for."""
     if name == "RedisStore":
-        from .stores.redis import RedisStore as RedisStore  # not in __all__: star imports need no redis
+        from .stores.redis import RedisStore
 
         return RedisStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,25 +1,22 @@
-"""Real Redis for the tests: private ``redis-server`` processes, a 3-node cluster, and a hug app.
+"""Real Redis for the tests: private ``redis-server`` processes and a 3-node cluster.
 
 Everything listens on 127.0.0.1 only, every wait is bounded, and every process
-started here is stopped by its PID. (No ``from __future__ import annotations``:
-hug reads the handlers' annotations as objects.)
+started here is stopped by its PID.
 """
+
+from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-import hug
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
-
-from hug_cookie_sessions import SessionMiddleware
 
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
@@ -190,72 +187,3 @@ class LocalCluster:
             finally:
                 client.close()
         return counts
-
-
-class Pause:
-    """Holds requests after they loaded their session until the test releases them."""
-
-    def __init__(self) -> None:
-        self._arrived = threading.Semaphore(0)
-        self._release = threading.Event()
-
-    def hold(self) -> None:
-        """Called by a handler: report arrival, then wait for :meth:`release`."""
-        self._arrived.release()
-        if not self._release.wait(WAIT):
-            raise RuntimeError("a paused request was never released")
-
-    def wait_for(self, count: int) -> None:
-        """Wait until ``count`` requests are held."""
-        for _ in range(count):
-            if not self._arrived.acquire(timeout=WAIT):
-                raise AssertionError("a paused request never arrived")
-
-    def release(self) -> None:
-        self._release.set()
-
-
-def session_app(middleware: SessionMiddleware, pause: Optional[Pause] = None):
-    """A hug API with ``middleware`` and a few session endpoints; returns its WSGI app.
-
-    ``GET /health`` never touches the session; ``GET /session`` reads it;
-    ``POST /session?key=&value=`` sets a key, and ``POST /slow-session`` does
-    too after holding the request on ``pause`` once the session is loaded;
-    ``POST /login?user=`` regenerates the ID; ``POST /logout`` invalidates.
-    """
-    api = hug.API(f"redis-tests-{uuid.uuid4().hex}")
-
-    @hug.get("/health", api=api)
-    def health():
-        return {"ok": True}
-
-    @hug.get("/session", api=api)
-    def read(session: hug.directives.session):
-        return {"data": dict(session)}
-
-    @hug.post("/session", api=api)
-    def write(key, value, session: hug.directives.session):
-        session[key] = value
-        return {"data": dict(session)}
-
-    @hug.post("/slow-session", api=api)
-    def write_after_pause(key, value, session: hug.directives.session):
-        session.get(key)  # loads the session, then waits for the test
-        pause.hold()
-        session[key] = value
-        return {"data": dict(session)}
-
-    @hug.post("/login", api=api)
-    def login(user, session: hug.directives.session):
-        session.regenerate()
-        session.bind_user(user)
-        session["user"] = user
-        return {"data": dict(session)}
-
-    @hug.post("/logout", api=api)
-    def logout(session: hug.directives.session):
-        session.invalidate()
-        return {"ok": True}
-
-    api.http.add_middleware(middleware)
-    return api.http.server()

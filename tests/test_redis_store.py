@@ -8,13 +8,14 @@ import time
 
 import pytest
 import redis
-from redis_support import delete_prefix, unique_prefix
 
 from hug_cookie_sessions import RedisStore, SessionMiddleware, SessionStoreError, store_from_url
 from hug_cookie_sessions.signing import new_session_id
 from hug_cookie_sessions.stores.memory import MemoryStore
 from hug_cookie_sessions.stores.sqlite import SQLiteStore
 from hug_cookie_sessions.testing import HOUR, StoreConformance, record
+
+from .redis_support import delete_prefix, unique_prefix
 
 SECRET = "redis-tests-secret-key-0123456789abcdef"
 

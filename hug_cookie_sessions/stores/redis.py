@@ -40,6 +40,7 @@ from typing import Any, Collection, Iterator, Mapping, NamedTuple, Optional, Uni
 from urllib.parse import urlsplit
 
 from .base import Record, SessionStoreError
+from .url import _redacted
 
 try:
     import redis
@@ -319,22 +320,22 @@ class RedisStore:
     # -- maintenance ------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        """Sessions under ``prefix``, counted with ``SCAN`` on every primary.
+        """Live sessions under ``prefix``, counted with ``SCAN`` on every primary.
 
-        This walks the whole key space of the database (not only this prefix)
-        in batches of 1,000 keys, one round trip each: cheap on a small Redis,
-        slow on one holding millions of keys. On Redis Cluster it also counts
-        the tombstones that regenerates left in the last minute.
+        ``SCAN`` walks the database's whole key space (not only this prefix),
+        1,000 keys per round trip, and each batch of matches costs one more
+        round trip to tell sessions from other keys (such as a Redis Cluster
+        rotate's tombstones). Cheap on a small Redis; on one holding millions
+        of keys, count rarely.
         """
         backend = self._connected()
         pattern = _glob_escape(self.prefix) + "*"
         with self._failures("count"):
             if not backend.cluster:
-                return sum(1 for _ in backend.client.scan_iter(match=pattern, count=1000))
+                return _count_sessions(backend.client, pattern)
+            client = backend.client
             return sum(
-                1
-                for node in backend.client.get_primaries()
-                for _ in backend.client.get_redis_connection(node).scan_iter(match=pattern, count=1000)
+                _count_sessions(client.get_redis_connection(node), pattern) for node in client.get_primaries()
             )
 
     def purge_expired(self) -> int:
@@ -349,6 +350,20 @@ class RedisStore:
         """Close the client's connections if this store made the client from a URL."""
         if self._url is not None and self._redis is not None:
             self._redis.client.close()
+
+
+def _count_sessions(client: redis.Redis, pattern: str) -> int:
+    """Keys matching ``pattern`` on this one server that hold a session."""
+    total = cursor = 0
+    while True:
+        cursor, keys = client.scan(cursor, match=pattern, count=1000)
+        if keys:
+            pipeline = client.pipeline(transaction=False)
+            for key in keys:
+                pipeline.hexists(key, "expires")
+            total += sum(1 for found in pipeline.execute(raise_on_error=False) if found is True)
+        if not cursor:
+            return total
 
 
 def _scheme(url: str) -> str:
@@ -378,12 +393,6 @@ def _text(value: Union[bytes, str]) -> str:
 
 def _glob_escape(text: str) -> str:
     return "".join("\\" + char if char in "*?[]\\" else char for char in text)
-
-
-def _redacted(url: str) -> str:
-    """``url`` without its password."""
-    password = urlsplit(url).password
-    return url.replace(f":{password}@", ":***@", 1) if password else url
 
 
 def _describe(client: Client) -> tuple[str, Optional[str]]:
