@@ -82,6 +82,18 @@ def test_a_new_session_is_one_script_call(measured):
     assert changes > 0
 
 
+def test_a_login_that_regenerates_and_binds_a_user_is_one_load_and_one_script_call(measured):
+    visitor, activity = measured
+    first = visitor.site.visitor()
+    first.post("/set", key="n", value="1")
+    first.post("/login", user="grace")  # the first use of the rotate script loads it into Redis
+    activity.since()
+    assert visitor.post("/login", user="ada").status_code == 200
+    round_trips, commands, _ = activity.since()
+    assert (round_trips, commands["hgetall"], commands["evalsha"]) == (2, 1, 1)
+    assert commands["sadd"] == 1  # the user index, inside the same script
+
+
 def test_a_request_that_never_touches_the_session_costs_no_redis_command(measured):
     visitor, activity = measured
     assert visitor.get("/untouched").status_code == 200

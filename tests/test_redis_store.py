@@ -13,20 +13,20 @@ from hug_cookie_sessions import RedisStore, SessionMiddleware, SessionStoreError
 from hug_cookie_sessions.signing import new_session_id
 from hug_cookie_sessions.stores.memory import MemoryStore
 from hug_cookie_sessions.stores.sqlite import SQLiteStore
-from hug_cookie_sessions.testing import HOUR, StoreConformance, record
+from hug_cookie_sessions.testing import HOUR, StoreConformance, UserIndexConformance, record
 
 from .redis_support import delete_prefix, unique_prefix
 
 SECRET = "redis-tests-secret-key-0123456789abcdef"
 
 
-class TestRedisStore(StoreConformance):
+class TestRedisStore(StoreConformance, UserIndexConformance):
     @pytest.fixture
     def store(self, standalone_store):
         return standalone_store
 
 
-class TestRedisStoreOnCluster(StoreConformance):
+class TestRedisStoreOnCluster(StoreConformance, UserIndexConformance):
     @pytest.fixture
     def store(self, cluster_store):
         return cluster_store
@@ -101,6 +101,39 @@ def test_purge_is_left_to_redis(redis_store):
     redis_store.create(new_session_id(), record({"a": "1"}, ttl=-1))
     assert redis_store.purge_expired() == 0
     assert redis_store.count_expired() == 0
+
+
+# -- the per-user index ----------------------------------------------------------------------------
+
+
+def test_the_user_index_is_a_set_of_session_keys_not_counted_as_a_session(redis_store):
+    sid = new_session_id()
+    redis_store.create(sid, record({"a": "1"}, user_id="alice"))
+    index = redis_store.prefix + "user:alice"
+    assert redis_store.client.smembers(index) == {(redis_store.prefix + sid).encode()}
+    assert len(redis_store) == 1
+
+
+def test_a_session_moved_to_another_user_is_listed_and_revoked_only_under_that_user(redis_store):
+    sid = new_session_id()
+    redis_store.create(sid, record({"a": "1"}, user_id="alice"))
+    redis_store.apply(sid, {}, (), time.time() + HOUR, user_id="bob")
+    assert redis_store.user_sessions("alice") == {}
+    assert set(redis_store.user_sessions("bob")) == {sid}
+    assert redis_store.delete_user_sessions("alice") == 0
+    assert redis_store.load(sid) is not None
+
+
+def test_purge_drops_ended_sessions_from_the_user_index(redis_store):
+    ended, live = new_session_id(), new_session_id()
+    redis_store.create(ended, record({"a": "1"}, user_id="alice"))
+    redis_store.create(live, record({"a": "1"}, user_id="carol"))
+    redis_store.delete(ended)
+    assert redis_store.purge_expired() == 0
+    assert redis_store.client.exists(redis_store.prefix + "user:alice") == 0
+    assert redis_store.client.smembers(redis_store.prefix + "user:carol") == {
+        (redis_store.prefix + live).encode()
+    }
 
 
 # -- Redis Cluster -------------------------------------------------------------------------------

@@ -68,8 +68,9 @@ TOMBSTONE_MS = 60_000
 
 _SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
 
-# Lua: HSET/HDEL ARGV[first..last] on KEYS[k] in chunks, as unpack() has a stack limit.
-_CHUNKED = """
+# Lua helpers: HSET/HDEL ARGV[first..last] on KEYS[k] in chunks, as unpack() has a
+# stack limit; whether KEYS[k] is a session that has not expired at ``now``.
+_LUA = """
 local function each_chunk(command, k, first, last, step)
   for i = first, last, step do
     redis.call(command, KEYS[k], unpack(ARGV, i, math.min(i + step - 1, last)))
@@ -81,46 +82,51 @@ local function live(k, now)
 end
 """
 
-# KEYS[1] session; ARGV: expire-at ms, then field/value pairs.
+# KEYS[1] session, KEYS[2] its user's index (optional); ARGV: expire-at ms, then field/value pairs.
 _CREATE = (
-    _CHUNKED
+    _LUA
     + """
 redis.call('DEL', KEYS[1])
 each_chunk('HSET', 1, 2, #ARGV, 200)
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+if KEYS[2] then redis.call('SADD', KEYS[2], KEYS[1]) end
 return 1
 """
 )
 
-# KEYS[1] session; ARGV: now, expire-at ms, pair count n, n field/value pairs, fields to delete.
+# KEYS[1] session, KEYS[2] the index of a user it is bound to now (optional);
+# ARGV: now, expire-at ms, pair count n, n field/value pairs, fields to delete.
 _APPLY = (
-    _CHUNKED
+    _LUA
     + """
 if not live(1, ARGV[1]) then return 0 end
 local last_pair = 3 + 2 * tonumber(ARGV[3])
 each_chunk('HSET', 1, 4, last_pair, 200)
 each_chunk('HDEL', 1, last_pair + 1, #ARGV, 200)
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+if KEYS[2] then redis.call('SADD', KEYS[2], KEYS[1]) end
 return 1
 """
 )
 
-# KEYS[1] old, KEYS[2] new; ARGV: now, expire-at ms, field/value pairs. A single Redis only.
+# KEYS[1] old, KEYS[2] new, KEYS[3] the user's index (optional);
+# ARGV: now, expire-at ms, field/value pairs. A single Redis only.
 _ROTATE = (
-    _CHUNKED
+    _LUA
     + """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end  -- a retry of a call that already ran
 if not live(1, ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[1])
 each_chunk('HSET', 2, 3, #ARGV, 200)
 redis.call('PEXPIREAT', KEYS[2], ARGV[2])
+if KEYS[3] then redis.call('SADD', KEYS[3], KEYS[2]) end
 return 1
 """
 )
 
 # KEYS[1] old; ARGV: now, new session id, tombstone ms. Step 2 of a Redis Cluster rotate.
 _RETIRE = (
-    _CHUNKED
+    _LUA
     + """
 if redis.call('HGET', KEYS[1], 'moved') == ARGV[2] then return 1 end
 if not live(1, ARGV[1]) then return 0 end
@@ -130,6 +136,16 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 )
+
+# KEYS[1] session; ARGV: user id, now. Deletes the session if it is bound to that user;
+# returns 1 if it was live.
+_END_USER_SESSION = """
+local fields = redis.call('HMGET', KEYS[1], 'user', 'expires')
+if fields[1] ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if fields[2] and tonumber(fields[2]) > tonumber(ARGV[2]) then return 1 end
+return 0
+"""
 
 Client = Union["redis.Redis", "RedisCluster"]
 
@@ -143,6 +159,7 @@ class _Redis(NamedTuple):
     apply: Script
     rotate: Script
     retire: Script
+    end_user_session: Script
 
 
 def client_from_url(url: str) -> Client:
@@ -203,7 +220,10 @@ class RedisStore:
         self._redis = _Redis(
             client,
             isinstance(client, RedisCluster),
-            *(client.register_script(script) for script in (_CREATE, _APPLY, _ROTATE, _RETIRE)),
+            *(
+                client.register_script(script)
+                for script in (_CREATE, _APPLY, _ROTATE, _RETIRE, _END_USER_SESSION)
+            ),
         )
 
     def _connected(self) -> _Redis:
@@ -233,6 +253,25 @@ class RedisStore:
     def _key(self, sid: str) -> str:
         return self.prefix + sid
 
+    def _index_key(self, user_id: str) -> str:
+        """The set of the session keys bound to ``user_id`` (":" never occurs in a session ID)."""
+        return f"{self.prefix}user:{user_id}"
+
+    def _index(self, backend: _Redis, user_id: Optional[str], key: str) -> list[str]:
+        """Have session ``key`` added to ``user_id``'s index (if not None).
+
+        On a single Redis this returns the index key, for the write's own script
+        to add to atomically. On Redis Cluster the index sits in another slot, so
+        it is added to now, before the write: the index may name a session that
+        is gone (reading it drops those), but never misses a live one.
+        """
+        if user_id is None:
+            return []
+        if not backend.cluster:
+            return [self._index_key(user_id)]
+        backend.client.sadd(self._index_key(user_id), key)
+        return []
+
     # -- the store protocol ----------------------------------------------------------------
 
     def load(self, sid: str) -> Optional[Record]:
@@ -259,9 +298,10 @@ class RedisStore:
         )
 
     def create(self, sid: str, record: Record) -> None:
-        backend = self._connected()
+        backend, key = self._connected(), self._key(sid)
         with self._failures("create"):
-            backend.create(keys=[self._key(sid)], args=[_ms(record.expires_at), *_fields(record)])
+            index = self._index(backend, record.user_id, key)
+            backend.create(keys=[key, *index], args=[_ms(record.expires_at), *_fields(record)])
 
     def apply(
         self,
@@ -282,20 +322,19 @@ class RedisStore:
             pairs += [DATA + key, value]
         args = [repr(time.time()), _ms(expires_at), len(pairs) // 2, *pairs]
         args += [DATA + key for key in removed]
-        backend = self._connected()
+        backend, key = self._connected(), self._key(sid)
         with self._failures("apply"):
-            return bool(backend.apply(keys=[self._key(sid)], args=args))
+            index = self._index(backend, user_id, key)
+            return bool(backend.apply(keys=[key, *index], args=args))
 
     def rotate(self, old_sid: str, new_sid: str, record: Record) -> bool:
         backend = self._connected()
         if not backend.cluster:
+            keys = [self._key(old_sid), self._key(new_sid)]
             with self._failures("rotate"):
-                return bool(
-                    backend.rotate(
-                        keys=[self._key(old_sid), self._key(new_sid)],
-                        args=[repr(time.time()), _ms(record.expires_at), *_fields(record)],
-                    )
-                )
+                keys += self._index(backend, record.user_id, keys[1])
+                args = [repr(time.time()), _ms(record.expires_at), *_fields(record)]
+                return bool(backend.rotate(keys=keys, args=args))
         # Redis Cluster: create the new hash, then retire the old one (see the module docstring).
         self.create(new_sid, record)
         try:
@@ -317,6 +356,50 @@ class RedisStore:
         with self._failures("delete"):
             backend.client.delete(self._key(sid))
 
+    # -- one user's sessions (UserIndex) -----------------------------------------------------
+
+    def user_sessions(self, user_id: str) -> dict[str, Record]:
+        """``user_id``'s live sessions (without their data): ``SMEMBERS`` of the user's index,
+        then one pipelined ``HMGET`` per member. Members whose session ended are dropped."""
+        backend, index = self._connected(), self._index_key(user_id)
+        with self._failures("list user sessions"):
+            return self._live_members(backend, index, user_id)
+
+    def delete_user_sessions(self, user_id: str) -> int:
+        """Delete every session bound to ``user_id``; one round trip per indexed session."""
+        backend, index = self._connected(), self._index_key(user_id)
+        now = repr(time.time())
+        with self._failures("delete user sessions"):
+            members = list(backend.client.smembers(index))
+            ended = sum(backend.end_user_session(keys=[member], args=[user_id, now]) for member in members)
+            if members:
+                # Only these: a session bound meanwhile stays listed.
+                backend.client.srem(index, *members)
+        return ended
+
+    def _live_members(self, backend: _Redis, index: str, user_id: str) -> dict[str, Record]:
+        """The live sessions ``index`` names for ``user_id``; the others leave the index."""
+        members = list(backend.client.smembers(index))
+        if not members:
+            return {}
+        pipeline = backend.client.pipeline(transaction=False)
+        for member in members:
+            pipeline.hmget(member, "created", "expires", "user", "idle")
+        now, live, gone = time.time(), {}, []
+        for member, fields in zip(members, pipeline.execute(raise_on_error=False)):
+            if isinstance(fields, Exception):  # not a hash: not a session
+                fields = [None] * 4
+            created, expires, user, idle = (None if value is None else _text(value) for value in fields)
+            if expires is None or float(expires) <= now or user != user_id:
+                gone.append(member)
+                continue
+            live[_text(member)[len(self.prefix) :]] = Record(
+                {}, float(created), float(expires), user, None if idle is None else int(idle)
+            )
+        if gone:
+            backend.client.srem(index, *gone)
+        return live
+
     # -- maintenance ------------------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -331,15 +414,21 @@ class RedisStore:
         backend = self._connected()
         pattern = _glob_escape(self.prefix) + "*"
         with self._failures("count"):
-            if not backend.cluster:
-                return _count_sessions(backend.client, pattern)
-            client = backend.client
-            return sum(
-                _count_sessions(client.get_redis_connection(node), pattern) for node in client.get_primaries()
-            )
+            return sum(_count_sessions(server, pattern) for server in _primaries(backend))
 
     def purge_expired(self) -> int:
-        """Always 0: Redis deletes each session itself when its expiry passes."""
+        """Always 0: Redis deletes each session itself when its expiry passes.
+
+        What it does do: drop ended sessions from the per-user indexes, which
+        have no expiry of their own (so that they can never lose a live
+        session) and are otherwise tidied only when that user's sessions are
+        listed or revoked. Run it now and then (``hug-sessions purge``).
+        """
+        backend, indexes = self._connected(), self._index_key("")
+        with self._failures("purge"):
+            for server in _primaries(backend):
+                for index in server.scan_iter(match=_glob_escape(indexes) + "*", count=1000, _type="set"):
+                    self._live_members(backend, index, _text(index)[len(indexes) :])
         return 0
 
     def count_expired(self) -> int:
@@ -350,6 +439,13 @@ class RedisStore:
         """Close the client's connections if this store made the client from a URL."""
         if self._url is not None and self._redis is not None:
             self._redis.client.close()
+
+
+def _primaries(backend: _Redis) -> list[redis.Redis]:
+    """A client for each server holding data: every primary of a cluster, or the one Redis."""
+    if not backend.cluster:
+        return [backend.client]
+    return [backend.client.get_redis_connection(node) for node in backend.client.get_primaries()]
 
 
 def _count_sessions(client: redis.Redis, pattern: str) -> int:
