@@ -4,13 +4,17 @@ Layout: one hash per session at ``prefix + session id``. Metadata fields are
 ``created``, ``expires``, ``user`` and ``idle`` (the last two only when set);
 every session key ``k`` is the field ``d:k``, so no key can ever overwrite the
 metadata. The hash carries ``PEXPIREAT`` = the session's expiry, so Redis drops
-it on time by itself. Times are Unix seconds written as text.
+it on time by itself. Times are Unix seconds written as text. Sessions bound to
+a user are also members (by key) of the set ``prefix + "user:" + user id``,
+which has no expiry: it may name ended sessions, which reading it and
+:meth:`RedisStore.purge_expired` drop, but never misses a live one.
 
-Costs: a load is one ``HGETALL``; ``create``, ``apply`` and ``delete`` are one
-round trip each; ``apply`` and ``rotate`` are Lua scripts, so checking that the
-session still exists and writing to it happen atomically (a write can never
-bring back a session deleted meanwhile). Every script touches one key, so all
-of this works unchanged on Redis Cluster.
+Costs: a load is one ``HGETALL``; ``create``, ``apply``, ``rotate`` and
+``delete`` are one round trip each. The writes are Lua scripts, so checking
+that the session still exists and writing to it happen atomically (a write can
+never bring back a session deleted meanwhile). On Redis Cluster every script
+touches a single key; binding a session to a user there costs one more round
+trip (an ``SADD`` to the user's set, before the write), and so does a rotate.
 
 ``rotate`` (``Session.regenerate()``) is one script on a single Redis. On Redis
 Cluster the old and the new key usually live in different slots, and no script
