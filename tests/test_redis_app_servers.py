@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import free_port
+from .conftest import _no_control_socket, _stop, free_port
 from .redis_support import WAIT, wait_until
 
 ROOT = Path(__file__).parent.parent
@@ -27,17 +27,23 @@ class Gunicorn:
             "--workers", "1",
             "--timeout", "20",
             "--graceful-timeout", "2",
+            *_no_control_socket(),
             "--chdir", str(ROOT),
             "tests.redis_app:app",
         ]  # fmt: skip
         with open(log, "wb") as output:
             self.process = subprocess.Popen(
-                command, env=environment, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+                command,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # so that _stop can kill the whole group if it hangs
             )
         try:
             wait_until(self._ready, f"gunicorn on port {self.port}")
         except BaseException:
-            self.stop()
+            _stop(self.process)
             raise
 
     def _ready(self) -> bool:
@@ -47,15 +53,6 @@ class Gunicorn:
             return requests.get(f"{self.base}/untouched", timeout=2).status_code == 200
         except requests.RequestException:  # not listening yet, or the worker still booting
             return False
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
 
 
 @pytest.fixture
@@ -74,7 +71,7 @@ def two_app_servers(redis_url, redis_prefix, tmp_path):
         yield servers
     finally:
         for server in servers:
-            server.stop()
+            _stop(server.process)
 
 
 def test_a_session_made_through_one_app_server_is_read_and_changed_through_the_other(two_app_servers):
