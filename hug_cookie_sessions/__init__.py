@@ -1,4 +1,10 @@
-"""Signed-cookie, server-side sessions for hug and Falcon."""
+"""Signed-cookie, server-side sessions for hug and Falcon.
+
+``RedisStore`` is imported on first use, so the ``redis`` package is needed
+only by those who use it (``pip install 'hug-cookie-sessions[redis]'``).
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from .locking import LockingStore, LockTimeout
 from .middleware import SessionBusy, SessionInfo, SessionMiddleware, SessionUnavailable
@@ -8,6 +14,9 @@ from .stores.hug_adapter import HugStoreAdapter
 from .stores.memory import MemoryStore
 from .stores.sqlite import SQLiteStore
 from .stores.url import store_from_url
+
+if TYPE_CHECKING:
+    from .stores.redis import RedisStore as RedisStore  # not in __all__: star imports need no redis
 
 __all__ = [
     "HugStoreAdapter",
@@ -27,3 +36,12 @@ __all__ = [
     "UserIndex",
     "store_from_url",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``RedisStore`` when it is first asked for."""
+    if name == "RedisStore":
+        from .stores.redis import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -233,3 +233,108 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"report_{report.when}", report)
+
+
+# -- Redis: the shared server, private servers and a local cluster (helpers in redis_support.py) --
+
+
+@pytest.fixture(scope="session")
+def redis_url(unavailable) -> str:
+    """The shared Redis (``REDIS_URL``, else redis://127.0.0.1:6379/0), checked once."""
+    from .redis_support import unreachable
+
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    problem = unreachable(url)
+    if problem:
+        unavailable(f"no Redis at {url} ({problem}); start one or set REDIS_URL")
+    return url
+
+
+@pytest.fixture
+def redis_prefix(redis_url):
+    """A key prefix unique to this test on the shared Redis; its keys are deleted afterwards."""
+    import redis
+
+    from .redis_support import delete_prefix, unique_prefix
+
+    prefix = unique_prefix()
+    yield prefix
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        delete_prefix(client, prefix)
+    finally:
+        client.close()
+
+
+def _needs_redis_binaries(unavailable) -> None:
+    from .redis_support import REDIS_CLI, REDIS_SERVER
+
+    if not (REDIS_SERVER and REDIS_CLI):
+        unavailable("redis-server and redis-cli are not installed")
+
+
+@pytest.fixture
+def start_redis(tmp_path, unavailable):
+    """``start_redis(*options) -> RedisServer``: this test's own redis-servers, stopped afterwards."""
+    from .redis_support import RedisServer
+
+    _needs_redis_binaries(unavailable)
+    servers = []
+
+    def start(*options: str):
+        server = RedisServer(tmp_path / f"redis-{len(servers)}", free_port(), *options)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def private_redis(start_redis):
+    """A ``redis-server`` of this test's own on a free loopback port (``RedisServer``)."""
+    return start_redis()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory, unavailable):
+    """A 3-primary Redis Cluster on free loopback ports, shared by the whole run (``LocalCluster``)."""
+    from .redis_support import LocalCluster
+
+    _needs_redis_binaries(unavailable)
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"), [(free_port(), free_port()) for _ in range(3)])
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def standalone_store(redis_url, redis_prefix):
+    """A RedisStore on the shared Redis under this test's own prefix."""
+    from hug_cookie_sessions import RedisStore
+
+    store = RedisStore(redis_url, prefix=redis_prefix)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def cluster_store(redis_cluster):
+    """A RedisStore on the local cluster under this test's own prefix, cleaned afterwards."""
+    from hug_cookie_sessions import RedisStore
+
+    from .redis_support import delete_prefix, unique_prefix
+
+    prefix = unique_prefix()
+    yield RedisStore(redis_cluster.client, prefix=prefix)
+    delete_prefix(redis_cluster.client, prefix)
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def redis_store(request):
+    """The same test on a single Redis and on Redis Cluster."""
+    return request.getfixturevalue(f"{request.param}_store")

@@ -29,10 +29,6 @@ def store_from_url(url: str) -> Store:
     if scheme in ("redis", "rediss", "unix", "redis+cluster"):
         from .redis import RedisStore
 
-        if scheme == "redis+cluster":
-            from redis.cluster import RedisCluster
-
-            return RedisStore(RedisCluster.from_url("redis://" + rest))
         return RedisStore(url)
     raise ValueError(f"unsupported session store URL {_redacted(url)!r}; use one of: {', '.join(SCHEMES)}")
 
