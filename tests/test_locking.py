@@ -27,12 +27,24 @@ class TestSQLiteStoreLocks(LockingConformance):
         return SQLiteStore(str(tmp_path / "sessions.sqlite3"))
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def clocked_store(request, tmp_path, clock):
-    """Each store that needs no outside service, on the test's clock (for lock leases)."""
-    if request.param == "memory":
+def on_clock(kind: str, tmp_path, clock):
+    """A memory or SQLite store on the test's clock (lock leases then end without waiting)."""
+    if kind == "memory":
         return MemoryStore(clock=clock)
     return SQLiteStore(str(tmp_path / "sessions.sqlite3"), clock=clock)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def clocked_store(request, tmp_path, clock):
+    return on_clock(request.param, tmp_path, clock)
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def any_store(request, tmp_path, clock):
+    """Every store with locks; memory and SQLite on the test's clock."""
+    if request.param == "redis":
+        return request.getfixturevalue("standalone_store")
+    return on_clock(request.param, tmp_path, clock)
 
 
 def sid_of(token: str) -> str:
@@ -42,8 +54,8 @@ def sid_of(token: str) -> str:
 # -- waiting, and who waits -------------------------------------------------------------------
 
 
-def test_a_second_request_of_a_locked_session_waits_and_builds_on_the_first(serve, clock, clocked_store):
-    counting = CountingStore(clocked_store)
+def test_a_second_request_of_a_locked_session_waits_and_builds_on_the_first(serve, clock, any_store):
+    counting = CountingStore(any_store)
     site = make_site(serve, counting, clock, lock=True)
     first = site.visitor()
     first.post("/set", key="log", value='["start"]')
@@ -63,31 +75,31 @@ def test_a_second_request_of_a_locked_session_waits_and_builds_on_the_first(serv
     assert first.value("log") == ["first", "second"]
 
 
-def test_other_sessions_and_requests_that_do_not_load_the_session_never_wait(serve, clock, clocked_store):
-    site = make_site(serve, clocked_store, clock, lock=True, lock_timeout=0.2)
+def test_other_sessions_and_requests_that_do_not_load_the_session_never_wait(serve, clock, any_store):
+    site = make_site(serve, any_store, clock, lock=True, lock_timeout=0.2)
     locked, other = site.visitor(), site.visitor()
     locked.post("/set", key="n", value="1")
     other.post("/set", key="n", value="2")
-    assert clocked_store.acquire_lock(sid_of(locked.cookie), "a request on another worker", 60)
+    assert any_store.acquire_lock(sid_of(locked.cookie), "a request on another worker", 60)
     assert other.post("/set", key="n", value="3").status_code == 200
     assert locked.get("/untouched").status_code == 200
     assert other.value("n") == 3
 
 
 def test_a_request_that_cannot_get_the_lock_in_time_is_a_clear_503_that_changes_nothing(
-    serve, clock, clocked_store
+    serve, clock, any_store
 ):
-    site = make_site(serve, clocked_store, clock, lock=True, lock_timeout=0.2)
+    site = make_site(serve, any_store, clock, lock=True, lock_timeout=0.2)
     visitor = site.visitor()
     visitor.post("/set", key="n", value="1")
     sid = sid_of(visitor.cookie)
-    clocked_store.acquire_lock(sid, "a request on another worker", 60)
+    any_store.acquire_lock(sid, "a request on another worker", 60)
     refused = visitor.post("/set", key="n", value="2")
     assert refused.status_code == 503
     assert "Session busy" in refused.text and "Traceback" not in refused.text
     assert refused.headers["Retry-After"] == "1"
     assert "Set-Cookie" not in refused.headers
-    clocked_store.release_lock(sid, "a request on another worker")
+    any_store.release_lock(sid, "a request on another worker")
     assert visitor.value("n") == 1
 
 
@@ -128,13 +140,13 @@ def test_sqlite_purges_locks_whose_lease_ran_out(tmp_path, clock):
         ("/clear", 200),
     ],
 )
-def test_the_lock_is_released_however_the_request_ends(serve, clock, clocked_store, path, status):
-    site = make_site(serve, clocked_store, clock, lock=True, lock_timeout=0.2)
+def test_the_lock_is_released_however_the_request_ends(serve, clock, any_store, path, status):
+    site = make_site(serve, any_store, clock, lock=True, lock_timeout=0.2)
     visitor = site.visitor()
     visitor.post("/set", key="n", value="1")
     token = visitor.cookie
     assert visitor.post(path).status_code == status
-    assert clocked_store.acquire_lock(sid_of(token), "the next request", 1)
+    assert any_store.acquire_lock(sid_of(token), "the next request", 1)
 
 
 class FailingWrites:
@@ -153,8 +165,8 @@ class FailingWrites:
         return self.store.apply(*args, **kwargs)
 
 
-def test_the_lock_is_released_when_saving_fails(serve, clock, clocked_store):
-    store = FailingWrites(clocked_store)
+def test_the_lock_is_released_when_saving_fails(serve, clock, any_store):
+    store = FailingWrites(any_store)
     site = make_site(serve, store, clock, lock=True, lock_timeout=0.2)
     visitor = site.visitor()
     visitor.post("/set", key="n", value="1")
@@ -215,15 +227,53 @@ def count_concurrently(url: str) -> tuple[list[int], int, float]:
     return seen, final, seconds
 
 
+def store_env(kind: str, request, tmp_path) -> dict[str, str]:
+    """The served app's store settings for ``kind`` (Redis: the shared server, a prefix of this test's)."""
+    if kind == "memory":
+        return {"SESSION_STORE": "memory://"}
+    if kind == "sqlite":
+        return {"SESSION_STORE": f"sqlite:///{tmp_path / 'sessions.sqlite3'}"}
+    redis_url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+    return {"SESSION_STORE": redis_url, "SESSION_REDIS_PREFIX": prefix}
+
+
 @pytest.mark.parametrize(
-    "kind, workers, threads", [("memory", 1, 8), ("sqlite", 2, 4)], ids=["memory-1x8", "sqlite-2x4"]
+    "kind, workers, threads",
+    [("memory", 1, 8), ("sqlite", 2, 4), ("redis", 2, 4)],
+    ids=["memory-1x8", "sqlite-2x4", "redis-2x4"],
 )
 def test_concurrent_increments_of_one_session_all_count(tmp_path, request, kind, workers, threads):
-    url = "memory://" if kind == "memory" else f"sqlite:///{tmp_path / 'sessions.sqlite3'}"
-    env = {"SESSION_STORE": url, "SESSION_LOCK": "1"}
+    env = {**store_env(kind, request, tmp_path), "SESSION_LOCK": "1"}
     with Gunicorn(tmp_path, env, workers=workers, threads=threads) as server:
         seen, final, seconds = count_concurrently(server.url)
     total = CLIENTS * INCREMENTS
     report(request, f"locked increments, {kind}, {workers}x{threads}: {total / seconds:.0f} per second")
     assert final == total
     assert sorted(seen) == list(range(1, total + 1))  # each request saw the one before it
+
+
+# -- Redis -----------------------------------------------------------------------------------------
+
+
+class TestRedisStoreLocks(LockingConformance):
+    @pytest.fixture
+    def store(self, redis_store):
+        return redis_store
+
+
+def test_a_redis_lock_is_a_lease_that_redis_ends_by_itself(standalone_store):
+    store = standalone_store
+    store.acquire_lock("some-session", "a worker that will be killed", 30)
+    ttl_ms = store.client.pttl(f"{store.prefix}lock:some-session")
+    assert 0 < ttl_ms <= 30_000
+
+
+def test_a_redis_lock_is_refused_to_others_while_held_and_freed_only_by_its_holder(standalone_store):
+    store = standalone_store
+    assert store.acquire_lock("s", "holder", 30)
+    assert store.acquire_lock("s", "holder", 30)  # a retried call of the holder still holds it
+    assert not store.acquire_lock("s", "other", 30)
+    store.release_lock("s", "other")
+    assert store.client.get(f"{store.prefix}lock:s") in (b"holder", "holder")
+    store.release_lock("s", "holder")
+    assert store.client.exists(f"{store.prefix}lock:s") == 0
