@@ -7,7 +7,7 @@ Each case sends the header twice, to a read (``GET /all``) and to a write
 session and leave every other session as it was.
 
 Under CI the properties below generate 10,300 cases for the memory store and
-2,060 for SQLite (see ``tests/properties.py``).
+2,060 each for SQLite and Redis (see ``tests/properties.py``).
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from hug_cookie_sessions import SessionMiddleware
+from hug_cookie_sessions import RedisStore, SessionMiddleware
 from hug_cookie_sessions.middleware import MAX_COOKIES_CHECKED
 
 from .apps import build_app
 from .conftest import make_store
 from .properties import budget
+from .redis_support import delete_prefix, unique_prefix
 from .support import SECRET
 
 TOKEN_CHARS = string.ascii_letters + string.digits + "-_."
@@ -57,7 +58,7 @@ class Target:
         return token
 
     def share(self, ci: int) -> int:
-        """SQLite runs a fifth of memory's cases: the same promises at a higher cost per case."""
+        """SQLite and Redis run a fifth of memory's cases: the same promises at a higher cost per case."""
         return ci if self.store.__class__.__name__ == "MemoryStore" else ci // 5
 
     @staticmethod
@@ -92,13 +93,22 @@ class Target:
         return may_open if opened is not None else None
 
 
-@pytest.fixture(scope="module", params=["memory", "sqlite"])
+@pytest.fixture(scope="module", params=["memory", "sqlite", "redis"])
 def target(request, tmp_path_factory):
+    if request.param == "redis":
+        store = RedisStore(request.getfixturevalue("redis_url"), prefix=unique_prefix())
+    else:
+        store = make_store(request.param, tmp_path_factory.mktemp(request.param))
     logger = logging.getLogger("hug_cookie_sessions")
     level = logger.level
     logger.setLevel(logging.ERROR)  # thousands of "bad signature" warnings are expected here
-    yield Target(make_store(request.param, tmp_path_factory.mktemp(request.param)))
-    logger.setLevel(level)
+    try:
+        yield Target(store)
+    finally:
+        logger.setLevel(level)
+        if isinstance(store, RedisStore):
+            delete_prefix(store.client, store.prefix)
+            store.close()
 
 
 # -- strategies ---------------------------------------------------------------------------------

@@ -15,18 +15,25 @@ import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import falcon
 import falcon.testing
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
-from hug_cookie_sessions import MemoryStore, SessionMiddleware, SQLiteStore
+from hug_cookie_sessions import MemoryStore, Record, RedisStore, SessionMiddleware, SQLiteStore
 
 from .conftest import FakeClock
 from .properties import budget
+from .redis_support import delete_prefix, unique_prefix
 from .support import SECRET
 
 IDLE = 1000
@@ -126,16 +133,18 @@ def _sid(token: str) -> str:
 
 
 class SessionModel(RuleBasedStateMachine):
-    """The model machine; subclasses say which store it runs on."""
+    """The model machine, on a fresh store from ``open_store(clock, directory)``.
 
-    def make_store(self, clock: FakeClock, directory: str) -> Any:
-        raise NotImplementedError
+    Memory and SQLite take the injected clock; Redis keeps real time, so what a
+    store holds is judged by the clock here (as the middleware judges it), and a
+    session counts as held while its expiry is ahead of that clock.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, open_store: Callable[[FakeClock, str], Any]) -> None:
         super().__init__()
         self.clock = FakeClock()
         self.directory = tempfile.mkdtemp(prefix="session-model-")
-        self.store = self.make_store(self.clock, self.directory)
+        self.store = open_store(self.clock, self.directory)
         middleware = SessionMiddleware(
             SECRET,
             self.store,
@@ -151,6 +160,8 @@ class SessionModel(RuleBasedStateMachine):
         self.retired: list[str] = []
 
     def teardown(self) -> None:
+        if isinstance(self.store, RedisStore):
+            delete_prefix(self.store.client, self.store.prefix)
         close = getattr(self.store, "close", None)
         if close is not None:
             close()
@@ -275,27 +286,49 @@ class SessionModel(RuleBasedStateMachine):
         now = self.clock()
         live = [browser for browser in self.browsers if browser.sid and browser.expires_at > now]
         for browser in live:
-            stored = self.store.load(browser.sid)
+            stored = self.stored(browser.sid)
             assert stored is not None, "a live session is missing from the store"
             assert {key: json.loads(text) for key, text in stored.data.items()} == browser.data
             assert (stored.created_at, stored.expires_at) == (browser.created_at, browser.expires_at)
         for token in self.retired:
-            assert self.store.load(_sid(token)) is None, "a retired session can still be loaded"
-        assert len(self.store) == len(live), "the store holds sessions nobody can reach"
+            assert self.stored(_sid(token)) is None, "a retired session can still be loaded"
+        assert self.sessions_held() == len(live), "the store holds sessions nobody can reach"
+
+    def stored(self, sid: str) -> Optional[Record]:
+        """The store's record for ``sid`` if it is live by this machine's clock."""
+        record = self.store.load(sid)
+        return record if record is not None and record.expires_at > self.clock() else None
+
+    def sessions_held(self) -> int:
+        """How many sessions the store holds that are live by this machine's clock."""
+        if not isinstance(self.store, RedisStore):
+            return len(self.store)
+        keys = self.store.client.scan_iter(match=self.store.prefix + "*", count=1000)
+        return sum(1 for key in keys if self.stored(_text(key)[len(self.store.prefix) :]) is not None)
 
 
-class MemoryModel(SessionModel):
-    def make_store(self, clock, directory):
-        return MemoryStore(clock=clock)
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
-class SQLiteModel(SessionModel):
-    def make_store(self, clock, directory):
-        return SQLiteStore(f"{directory}/sessions.sqlite3", clock=clock)
+def check_against_the_model(open_store: Callable[[FakeClock, str], Any], sequences: int) -> None:
+    run_state_machine_as_test(
+        lambda: SessionModel(open_store), settings=settings(budget(sequences), stateful_step_count=30)
+    )
 
 
-TestMemorySessionsFollowTheModel = MemoryModel.TestCase
-TestMemorySessionsFollowTheModel.settings = settings(budget(400), stateful_step_count=30)
+def test_memory_sessions_follow_the_model():
+    check_against_the_model(lambda clock, directory: MemoryStore(clock=clock), 400)
 
-TestSQLiteSessionsFollowTheModel = SQLiteModel.TestCase
-TestSQLiteSessionsFollowTheModel.settings = settings(budget(200), stateful_step_count=30)
+
+def test_sqlite_sessions_follow_the_model():
+    check_against_the_model(
+        lambda clock, directory: SQLiteStore(f"{directory}/sessions.sqlite3", clock=clock), 200
+    )
+
+
+def test_redis_sessions_follow_the_model(private_redis):
+    """On a private redis-server, so that counting what it holds scans only this test's keys."""
+    check_against_the_model(
+        lambda clock, directory: RedisStore(private_redis.url, prefix=unique_prefix()), 200
+    )
