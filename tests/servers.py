@@ -116,3 +116,13 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.01)
+
+
+def store_env(kind: str, request: Any, tmp_path: Path) -> dict[str, str]:
+    """The served app's store settings for ``kind`` (Redis: the shared server, a prefix of this test's)."""
+    if kind == "memory":
+        return {"SESSION_STORE": "memory://"}
+    if kind == "sqlite":
+        return {"SESSION_STORE": f"sqlite:///{tmp_path / 'sessions.sqlite3'}"}
+    redis_url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+    return {"SESSION_STORE": redis_url, "SESSION_REDIS_PREFIX": prefix}

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ import requests
 
 from hug_cookie_sessions import SessionStoreError, SQLiteStore
 
-from .servers import Gunicorn, client, new_session, report
+from .servers import Gunicorn, client, new_session, report, store_env, wait_until
 
 CLIENTS = 20
 REQUESTS = 200  # per client: alternately a write of its own key and a read of it back
@@ -30,7 +31,7 @@ SHARED_SESSIONS = 4  # each session is shared by CLIENTS / SHARED_SESSIONS clien
 
 
 def sqlite_env(tmp_path, **extra: str) -> dict[str, str]:
-    return {"SESSION_STORE": f"sqlite:///{tmp_path / 'sessions.sqlite3'}", **extra}
+    return {**store_env("sqlite", None, tmp_path), **extra}
 
 
 # -- load -----------------------------------------------------------------------------------------
@@ -82,11 +83,13 @@ def check_no_key_lost(url: str, tokens: list[str]) -> None:
         assert data == {"owner": session_index, **expected}
 
 
-def test_twenty_clients_on_sqlite_get_no_5xx_and_lose_no_key(tmp_path, request):
-    with Gunicorn(tmp_path, sqlite_env(tmp_path)) as server:
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_twenty_clients_get_no_5xx_and_lose_no_key(tmp_path, request, kind):
+    with Gunicorn(tmp_path, store_env(kind, request, tmp_path)) as server:
         result, tokens = run_load(server.url)
         check_no_key_lost(server.url, tokens)
-    report(request, f"load, SQLite, 2 workers x 4 threads: {result.requests / result.seconds:.0f} requests/s")
+    rate = result.requests / result.seconds
+    report(request, f"load, {kind}, 2 workers x 4 threads, {CLIENTS} clients: {rate:.0f} requests/s")
     assert result.statuses == Counter({200: CLIENTS * REQUESTS})
     assert result.stale_reads == []
 
@@ -188,8 +191,9 @@ def test_a_worker_killed_inside_its_sqlite_transaction_leaves_no_half_written_se
             assert client(url).post(url + "/set", params={"key": "n", "value": "1"}, timeout=10).ok
 
 
-def test_a_worker_killed_before_saving_leaves_the_session_as_it_was(tmp_path):
-    with Gunicorn(tmp_path, sqlite_env(tmp_path)) as server:
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_worker_killed_before_saving_leaves_the_session_as_it_was(tmp_path, request, kind):
+    with Gunicorn(tmp_path, store_env(kind, request, tmp_path)) as server:
         url = server.url
         token = new_session(url, a="before", b="before")
         stall_and_kill(server, token, "/stall_in_handler")
@@ -201,3 +205,79 @@ def test_a_worker_killed_before_saving_leaves_the_session_as_it_was(tmp_path):
             "b": "before",
             "c": "after",
         }
+
+
+# -- Redis restarted under load ----------------------------------------------------------------------
+
+
+class Writer:
+    """A client writing ``round`` to its own key and reading it back, until told to stop."""
+
+    def __init__(self, url: str, token: str, key: str) -> None:
+        self.http, self.url, self.key = client(url, token), url, key
+        self.acked = self.attempted = -1  # last round answered 200, last round sent
+        self.statuses: Counter = Counter()
+        self.wrong_reads: list = []
+        self.acked_since_mark = False
+
+    def run(self, stop: threading.Event) -> None:
+        round_ = 0
+        while not stop.is_set():
+            self.attempted = round_
+            written = self.http.post(
+                self.url + "/set", params={"key": self.key, "value": str(round_)}, timeout=30
+            )
+            self.statuses[written.status_code] += 1
+            if written.status_code == 200:
+                self.acked, self.acked_since_mark = round_, True
+            read = self.http.get(self.url + "/get", params={"key": self.key}, timeout=30)
+            self.statuses[read.status_code] += 1
+            # Failing closed: a read either fails or shows a value this client wrote, never an empty session.
+            value = read.json()["value"] if read.status_code == 200 else "failed"
+            if value != "failed" and (value is None or not self.acked <= value <= self.attempted):
+                self.wrong_reads.append((round_, value))
+            round_ += 1
+
+
+def test_redis_restarted_under_load_fails_closed_with_503_and_recovers_with_no_session_corrupted(
+    tmp_path, start_redis, redis_prefix, request
+):
+    redis_server = start_redis("--appendonly", "yes", "--appendfsync", "always")  # sessions survive
+    env = {"SESSION_STORE": redis_server.url, "SESSION_REDIS_PREFIX": redis_prefix}
+    with Gunicorn(tmp_path, env) as server:
+        url = server.url
+        tokens = [new_session(url, owner=index) for index in range(4)]
+        writers = [Writer(url, tokens[index % 4], f"c{index}") for index in range(8)]
+
+        def count(status: int) -> int:
+            return sum(writer.statuses[status] for writer in writers)
+
+        stop = threading.Event()
+        with ThreadPoolExecutor(len(writers)) as pool:
+            running = [pool.submit(writer.run, stop) for writer in writers]
+            try:
+                wait_until(lambda: count(200) >= 200, "load before the outage", 60)
+                redis_server.stop()
+                wait_until(lambda: count(503) >= 50, "503s during the outage", 60)
+                assert client(url).get(url + "/untouched", timeout=10).status_code == 200
+                outage_503s = count(503)
+                redis_server.start()
+                for writer in writers:
+                    writer.acked_since_mark = False
+                wait_until(lambda: all(writer.acked_since_mark for writer in writers), "recovery", 60)
+            finally:
+                stop.set()
+                for future in running:
+                    future.result(timeout=60)
+
+        statuses = sum((writer.statuses for writer in writers), Counter())
+        report(request, f"Redis restart under load: {dict(statuses)} (503s while down: {outage_503s})")
+        assert set(statuses) == {200, 503}
+        assert [writer.wrong_reads for writer in writers] == [[]] * len(writers)
+        for index, token in enumerate(tokens):
+            data = client(url, token).get(url + "/all", timeout=10).json()["data"]
+            mine = writers[index::4]
+            assert set(data) == {"owner", *(writer.key for writer in mine)}
+            assert data["owner"] == index
+            for writer in mine:
+                assert writer.acked <= data[writer.key] <= writer.attempted

@@ -11,7 +11,7 @@ import pytest
 from hug_cookie_sessions import MemoryStore, SessionMiddleware, SessionStoreError, SQLiteStore
 from hug_cookie_sessions.testing import LockingConformance
 
-from .servers import Gunicorn, client, new_session, report, wait_until
+from .servers import Gunicorn, client, new_session, report, store_env, wait_until
 from .support import SECRET, CountingStore, make_site
 
 
@@ -225,16 +225,6 @@ def count_concurrently(url: str) -> tuple[list[int], int, float]:
     seconds = time.perf_counter() - started
     final = client(url, token).get(url + "/get", params={"key": "n"}, timeout=10).json()["value"]
     return seen, final, seconds
-
-
-def store_env(kind: str, request, tmp_path) -> dict[str, str]:
-    """The served app's store settings for ``kind`` (Redis: the shared server, a prefix of this test's)."""
-    if kind == "memory":
-        return {"SESSION_STORE": "memory://"}
-    if kind == "sqlite":
-        return {"SESSION_STORE": f"sqlite:///{tmp_path / 'sessions.sqlite3'}"}
-    redis_url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-    return {"SESSION_STORE": redis_url, "SESSION_REDIS_PREFIX": prefix}
 
 
 @pytest.mark.parametrize(
