@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import falcon
 
-from .cookies import CookieSettings
+from .cookies import CookieSettings, cookie_values
 from .locking import LockTimeout, RequestLock, SessionLocks
 from .session import Changes, Session, SessionValueError
 from .signing import SecretKey, SessionSigner, new_session_id
@@ -137,7 +137,10 @@ class SessionMiddleware:
         lock = None
         if self.locks is not None:
             lock = req.context[self._lock_key] = RequestLock(self.locks)
-        req.context[self.context_name] = Session(partial(self._open_from_cookie, req, lock))
+        # The session keeps the Cookie header, not the request: the request holds
+        # the session, and that cycle would leave every request to the garbage collector.
+        cookie_header = req.get_header("Cookie")
+        req.context[self.context_name] = Session(partial(self._open_from_cookie, cookie_header, lock))
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
@@ -239,9 +242,9 @@ class SessionMiddleware:
     # -- loading --------------------------------------------------------------------------
 
     def _open_from_cookie(
-        self, req: falcon.Request, lock: Optional[RequestLock]
+        self, header: Optional[str], lock: Optional[RequestLock]
     ) -> tuple[Optional[str], Optional[Record], bool]:
-        return self._open_tokens(req.get_cookie_values(self.cookie.name) or (), lock)
+        return self._open_tokens(cookie_values(header, self.cookie.name) if header else (), lock)
 
     def _open_tokens(
         self, tokens: Sequence[str], lock: Optional[RequestLock] = None
