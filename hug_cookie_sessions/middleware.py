@@ -276,12 +276,6 @@ class SessionMiddleware:
         if changes.ended_sid:
             self._call_store(self.store.delete, changes.ended_sid)
         old, old_sid = session.record, session.id
-        data = session.full_data(changes.changed)
-        if not data and not keep_empty and (old is None or changes.removed):
-            if old is not None:
-                self._call_store(self.store.delete, old_sid)
-            return _EXPIRE if old is not None or changes.ended_sid else None
-
         idle_timeout = changes.idle_timeout
         if idle_timeout is None and old is not None:
             idle_timeout = old.idle_timeout
@@ -292,8 +286,17 @@ class SessionMiddleware:
             or changes.idle_timeout is not None
             or expires_at - old.expires_at >= self._refresh_step(idle_timeout)
         )
+        if not refreshed and not changes.any:
+            # A stored session that was only read, its expiry not due to move: nothing to write.
+            return (old_sid, old) if changes.reissue else None
         if not refreshed:
             expires_at = old.expires_at
+
+        data = session.full_data(changes.changed)
+        if not data and not keep_empty and (old is None or changes.removed):
+            if old is not None:
+                self._call_store(self.store.delete, old_sid)
+            return _EXPIRE if old is not None or changes.ended_sid else None
         user_id = changes.user_id or (old.user_id if old is not None else None)
         record = Record(data, created_at, expires_at, user_id, idle_timeout)
 
@@ -304,7 +307,7 @@ class SessionMiddleware:
             sid = new_session_id()
             if not self._call_store(self.store.rotate, old_sid, sid, record):
                 return _EXPIRE
-        elif changes.any or refreshed:
+        else:
             sid = old_sid
             alive = self._call_store(
                 self.store.apply,
@@ -318,8 +321,6 @@ class SessionMiddleware:
             if not alive:
                 log.info("Session ended by a concurrent request; its changes were dropped")
                 return _EXPIRE
-        else:
-            return (old_sid, old) if changes.reissue else None
         session.stored_as(sid, record)
         cookie_changes = (
             sid != old_sid
