@@ -147,13 +147,24 @@ class SQLiteStore:
         idle_timeout: Optional[int] = None,
     ) -> bool:
         with _Transaction(self) as db:
-            updated = db.execute(
-                "UPDATE sessions SET expires_at = ?, user_id = coalesce(?, user_id),"
-                " idle_timeout = coalesce(?, idle_timeout) WHERE id = ? AND expires_at > ?",
-                (expires_at, user_id, idle_timeout, sid, self._clock()),
-            ).rowcount
-            if not updated:
+            current = db.execute(
+                "SELECT expires_at, user_id, idle_timeout FROM sessions WHERE id = ? AND expires_at > ?",
+                (sid, self._clock()),
+            ).fetchone()
+            if current is None:
                 return False
+            wanted = (
+                expires_at,
+                current[1] if user_id is None else user_id,
+                current[2] if idle_timeout is None else idle_timeout,
+            )
+            # Rewriting an unchanged row still dirties its page and the expiry index:
+            # most writes change only values, and skipping it halves their cost.
+            if wanted != current:
+                db.execute(
+                    "UPDATE sessions SET expires_at = ?, user_id = ?, idle_timeout = ? WHERE id = ?",
+                    (*wanted, sid),
+                )
             if changed:
                 db.executemany(
                     "INSERT OR REPLACE INTO session_values (session_id, key, value) VALUES (?, ?, ?)",
