@@ -69,6 +69,10 @@ class Changes:
 def encode_value(key: str, value: Any) -> str:
     """The JSON text stored for ``value``; raises :class:`SessionValueError` naming ``key``."""
     try:
+        if type(value) is int:
+            # Counters are common, and an int's JSON text is its repr; the encoder
+            # would build a new C encoder object for it on every call.
+            return repr(value)
         return _encode(value)
     except (TypeError, ValueError) as error:
         raise SessionValueError(key, value) from error
