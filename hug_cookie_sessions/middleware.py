@@ -280,11 +280,9 @@ class SessionMiddleware:
         if idle_timeout is None and old is not None:
             idle_timeout = old.idle_timeout
         created_at = old.created_at if old is not None else now
-        expires_at = self._expires_at(created_at, idle_timeout, now)
+        expires_at, refresh_step = self._expiry(created_at, idle_timeout, now)
         refreshed = (
-            old is None
-            or changes.idle_timeout is not None
-            or expires_at - old.expires_at >= self._refresh_step(idle_timeout)
+            old is None or changes.idle_timeout is not None or expires_at - old.expires_at >= refresh_step
         )
         if not refreshed and not changes.any:
             # A stored session that was only read, its expiry not due to move: nothing to write.
@@ -292,26 +290,13 @@ class SessionMiddleware:
         if not refreshed:
             expires_at = old.expires_at
 
-        data = session.full_data(changes.changed)
-        if not data and not keep_empty and (old is None or changes.removed):
-            if old is not None:
+        if old is not None and not changes.regenerate:
+            if changes.removed and not keep_empty and not session.full_data(changes.changed):
                 self._call_store(self.store.delete, old_sid)
-            return _EXPIRE if old is not None or changes.ended_sid else None
-        user_id = changes.user_id or (old.user_id if old is not None else None)
-        record = Record(data, created_at, expires_at, user_id, idle_timeout)
-
-        if old is None:
-            sid = new_session_id()
-            self._call_store(self.store.create, sid, record)
-        elif changes.regenerate:
-            sid = new_session_id()
-            if not self._call_store(self.store.rotate, old_sid, sid, record):
                 return _EXPIRE
-        else:
-            sid = old_sid
             alive = self._call_store(
                 self.store.apply,
-                sid,
+                old_sid,
                 changes.changed,
                 changes.removed,
                 expires_at,
@@ -320,6 +305,23 @@ class SessionMiddleware:
             )
             if not alive:
                 log.info("Session ended by a concurrent request; its changes were dropped")
+                return _EXPIRE
+            # The loaded record belongs to this session: bring it up to date the way
+            # the store just did, rather than building it anew.
+            sid, record = old_sid, old
+            record.update(changes.changed, changes.removed, expires_at, changes.user_id, changes.idle_timeout)
+        else:
+            data = session.full_data(changes.changed)
+            if not data and not keep_empty and (old is None or changes.removed):
+                if old is not None:
+                    self._call_store(self.store.delete, old_sid)
+                return _EXPIRE if old is not None or changes.ended_sid else None
+            user_id = changes.user_id or (old.user_id if old is not None else None)
+            record = Record(data, created_at, expires_at, user_id, idle_timeout)
+            sid = new_session_id()
+            if old is None:
+                self._call_store(self.store.create, sid, record)
+            elif not self._call_store(self.store.rotate, old_sid, sid, record):
                 return _EXPIRE
         session.stored_as(sid, record)
         cookie_changes = (
@@ -336,15 +338,14 @@ class SessionMiddleware:
         """The idle timeout in force: the session's own (0 means the default) or the middleware's."""
         return idle_timeout or self.idle_timeout or MAX_LIFETIME
 
-    def _expires_at(self, created_at: float, idle_timeout: Optional[int], now: float) -> float:
-        expires_at = now + self._idle(idle_timeout)
+    def _expiry(self, created_at: float, idle_timeout: Optional[int], now: float) -> tuple[float, float]:
+        """The expiry a save now would set, and how much later than the stored one it
+        must be before a read-only request writes it (the refresh step)."""
+        idle = self._idle(idle_timeout)
+        expires_at = now + idle
         if self.absolute_timeout is not None:
             expires_at = min(expires_at, created_at + self.absolute_timeout)
-        return expires_at
-
-    def _refresh_step(self, idle_timeout: Optional[int]) -> float:
-        """How much later the expiry must move before a read-only request writes it."""
-        return max(self._idle(idle_timeout) * self.refresh_fraction, 1.0)
+        return expires_at, max(idle * self.refresh_fraction, 1.0)
 
     def _cookie_max_age(self, record: Record, now: float) -> Optional[int]:
         if record.idle_timeout == 0 or (record.idle_timeout is None and not self.persistent):
