@@ -43,10 +43,12 @@ class Plan:
     scale_chunk: int
     memory_sessions: int
     redis_requests: int
+    durability_rounds: int
+    durability_commits: int
 
 
-FULL = Plan(60, 4, 100, 3, 3.0, (1_000, 1_000_000), 12, 1000, 20_000, 500)
-QUICK = Plan(8, 3, 50, 1, 1.0, (1_000, 100_000), 3, 300, 2_000, 50)
+FULL = Plan(60, 4, 100, 3, 3.0, (1_000, 1_000_000), 12, 1000, 20_000, 500, 8, 300)
+QUICK = Plan(8, 3, 50, 1, 1.0, (1_000, 100_000), 3, 300, 2_000, 50, 2, 50)
 
 
 def log(message: str) -> None:
@@ -136,12 +138,28 @@ def machine() -> dict[str, str]:
             versions.append(f"{package} {version(package)}")
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "checkout": checkout(),
         "cpu": f"{cpu}, {os.cpu_count()} cores",
         "system": f"{platform.system()} {platform.release()}",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "packages": ", ".join(versions) + f", SQLite {sqlite3.sqlite_version}",
         "load": "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg()),
     }
+
+
+def checkout() -> str:
+    """The commit measured, and whether the work tree differed from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    changed = [line[3:] for line in dirty if line.strip()]
+    return head + (f" plus uncommitted {', '.join(changed)}" if changed else "")
 
 
 def main() -> None:
@@ -201,6 +219,10 @@ def main() -> None:
             log(f"SQLite: read cost at {plan.scale_sizes[0]:,} and {plan.scale_sizes[1]:,} sessions")
             report["scale"] = stores.sqlite_scale(
                 tmp, plan.scale_sizes, rounds=plan.scale_rounds, chunk=plan.scale_chunk, progress=log
+            )
+            log("SQLite: commit cost with synchronous=NORMAL and FULL")
+            report["durability"] = stores.sqlite_durability(
+                tmp, rounds=plan.durability_rounds, count=plan.durability_commits
             )
             http_reason = "skipped (--no-http)" if args.no_http else http.available()
             report["http_reason"] = http_reason

@@ -12,7 +12,7 @@ import time
 import tracemalloc
 from typing import Any, Callable, Optional
 
-from hug_cookie_sessions import MemoryStore, SessionMiddleware, SQLiteStore
+from hug_cookie_sessions import MemoryStore, Record, SessionMiddleware, SQLiteStore
 
 from .apps import SECRET, build, redis_store_class
 from .inprocess import environ_for
@@ -113,6 +113,30 @@ def _time_reads(app: Callable, environs: list[dict], count: int) -> float:
         for _ in app(environ.copy(), start_response):
             pass
     return (time.perf_counter() - started) / count
+
+
+def sqlite_durability(tmp: str, *, rounds: int, count: int) -> dict[str, float]:
+    """µs per one-value ``apply`` (one commit) with ``synchronous`` NORMAL and FULL, interleaved.
+
+    In WAL mode NORMAL syncs the log only at checkpoints, FULL on every commit.
+    """
+    stores = {}
+    for mode in ("NORMAL", "FULL"):
+        store = SQLiteStore(os.path.join(tmp, f"durability-{mode}.db"), synchronous=mode)
+        store.create("sid", Record({"n": "0"}, time.time(), time.time() + 3600))
+        stores[mode] = store
+    samples: dict[str, list[float]] = {mode: [] for mode in stores}
+    for round_no in range(rounds + 1):
+        for mode, store in stores.items():
+            expires_at = store.load("sid").expires_at
+            started = time.perf_counter()
+            for n in range(count):
+                store.apply("sid", {"n": str(n)}, (), expires_at)
+            if round_no:
+                samples[mode].append((time.perf_counter() - started) / count)
+    for store in stores.values():
+        store.close()
+    return {mode: statistics.median(values) * 1e6 for mode, values in samples.items()}
 
 
 # -- MemoryStore: bytes per session -------------------------------------------------------
