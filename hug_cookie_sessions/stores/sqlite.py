@@ -45,6 +45,19 @@ CREATE TABLE IF NOT EXISTS session_locks (
 ) WITHOUT ROWID;
 """
 
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+# A connection must not cross a fork. os.getpid() is a system call, paid on every
+# store call when asked each time; the child's new PID is recorded once instead.
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere processes do not fork
+    os.register_at_fork(after_in_child=_forked)
+
 _LOAD = """
 SELECT s.created_at, s.expires_at, s.user_id, s.idle_timeout, v.key, v.value
 FROM sessions AS s LEFT JOIN session_values AS v ON v.session_id = s.id
@@ -89,7 +102,7 @@ class SQLiteStore:
         """This thread's connection, opened (and the schema made) on first use, anew after a fork."""
         local = self._local
         connection = getattr(local, "connection", None)
-        if connection is not None and local.pid == os.getpid():
+        if connection is not None and local.pid == _pid:
             return connection
         connection = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
@@ -103,7 +116,7 @@ class SQLiteStore:
         except BaseException:
             connection.close()
             raise
-        local.connection, local.pid = connection, os.getpid()
+        local.connection, local.pid = connection, _pid
         return connection
 
     def _fail(self, error: sqlite3.Error) -> SessionStoreError:
