@@ -148,7 +148,7 @@ def machine() -> dict[str, str]:
 
 
 def checkout() -> str:
-    """The commit measured, and whether the work tree differed from it."""
+    """The commit measured, and whether the work tree differed from it (docs/, our output, aside)."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
@@ -158,7 +158,7 @@ def checkout() -> str:
         ).stdout.split("\n")
     except (OSError, subprocess.SubprocessError):
         return "unknown (no git)"
-    changed = [line[3:] for line in dirty if line.strip()]
+    changed = [line[3:] for line in dirty if line.strip() and not line[3:].startswith("docs/")]
     return head + (f" plus uncommitted {', '.join(changed)}" if changed else "")
 
 
