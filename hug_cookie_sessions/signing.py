@@ -17,6 +17,7 @@ is also remembered (see :meth:`SessionSigner.unsign`).
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import threading
 from typing import Optional, Sequence, Union
@@ -39,6 +40,10 @@ MAX_TOKEN_LENGTH = 256
 
 #: How many verified cookie values one signer remembers (about 250 bytes each).
 VERIFIED_CACHE_SIZE = 4096
+
+
+#: What :func:`new_session_id` returns: 32 bytes in unpadded URL-safe base64.
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def new_session_id() -> str:
@@ -106,8 +111,8 @@ class SessionSigner:
         if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
             return None
         sid, sep, signature = token.rpartition(".")
-        if not sep or not sid:
-            return None
+        if not sep or not _SESSION_ID.fullmatch(sid):
+            return None  # not an ID this package makes, whoever signed it
         try:
             raw_signature = base64_decode(signature)
         except BadData:
