@@ -7,22 +7,33 @@
 
 A request that never touches the session costs one small object and nothing
 else: no cookie parsing, no signature check, no store I/O, no header.
+
+The same middleware serves ``falcon.asgi.App`` through the ``*_async`` hooks.
+A mapping access cannot await, so there the session is loaded in
+``process_request_async``, and only when the request carries a session cookie.
+
+Loading and saving are written once, as generators that *yield* the store
+calls they need (:class:`StoreCall`) and receive the results: :meth:`_run`
+makes the calls on a blocking store, :meth:`_run_async` awaits an async one.
+So WSGI and ASGI share every decision, and only the I/O differs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Generator, Iterator, NamedTuple, Optional, Sequence, TypeVar, Union
 
 import falcon
 
 from .cookies import CookieSettings
 from .session import Changes, Session, SessionValueError
 from .signing import SecretKey, SessionSigner, new_session_id
+from .stores.aio import as_async_store, is_async_store
 from .stores.base import Record, SessionStoreError, Store, UserIndex
 from .stores.memory import MemoryStore
 
@@ -65,6 +76,27 @@ class SessionInfo:
     expires_at: float
 
 
+class StoreCall(NamedTuple):
+    """One store call that a lifecycle step asks its driver to make."""
+
+    method: str
+    args: tuple
+    kwargs: dict
+
+
+def _call(method: str, *args: Any, **kwargs: Any) -> StoreCall:
+    return StoreCall(method, args, kwargs)
+
+
+T = TypeVar("T")
+
+#: A lifecycle step: yields store calls, is sent their results, returns a T.
+Steps = Generator[StoreCall, Any, T]
+
+#: What loading gives a :class:`Session`: ``(session id, record, reissue)``.
+Opened = tuple[Optional[str], Optional[Record], bool]
+
+
 class SessionMiddleware:
     """Server-side sessions behind a signed session-ID cookie, for hug and Falcon.
 
@@ -99,6 +131,7 @@ class SessionMiddleware:
             raise ValueError("refresh_fraction must be in [0, 1)")
         self.signer = SessionSigner(secret_key)
         self.store: Store = adapt_store(store)
+        self.async_store = as_async_store(self.store)
         self.cookie = CookieSettings(
             cookie_name, cookie_path, cookie_domain, cookie_secure, cookie_http_only, cookie_same_site
         )
@@ -109,7 +142,7 @@ class SessionMiddleware:
         self.refresh_fraction = refresh_fraction
         self.clock = clock
 
-    # -- Falcon hooks ----------------------------------------------------------------
+    # -- Falcon hooks (WSGI: hug, falcon.App) ---------------------------------------------
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context[self.context_name] = Session(partial(self._open_from_cookie, req))
@@ -117,13 +150,48 @@ class SessionMiddleware:
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
+        session = self._session_to_save(req, resp, req_succeeded)
+        if session is not None:
+            self._send_cookie(resp, self._run(self._commit(session, keep_empty=False)))
+
+    # -- Falcon hooks (ASGI: falcon.asgi.App) ------------------------------------------------
+
+    async def process_request_async(self, req: Any, resp: Any) -> None:
+        """Load the session now if the request carries a session cookie; without one, no store I/O.
+
+        A store failure here is raised only when the handler uses the
+        session, so routes that never do keep working during an outage.
+        """
+        opened: Callable[[], Opened] = _nothing_opened
+        tokens = req.get_cookie_values(self.cookie.name)
+        if tokens:
+            try:
+                result = await self._run_async(self._open_tokens(tokens))
+            except SessionUnavailable as error:
+                opened = partial(_raise, error)
+            else:
+                opened = partial(_given, result)
+        req.context[self.context_name] = Session(opened)
+
+    async def process_response_async(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
+        session = self._session_to_save(req, resp, req_succeeded)
+        if session is not None:
+            self._send_cookie(resp, await self._run_async(self._commit(session, keep_empty=False)))
+
+    # -- what both kinds of hooks share ----------------------------------------------------------
+
+    def _session_to_save(self, req: Any, resp: Any, req_succeeded: bool) -> Optional[Session]:
+        """The request's session if saving it is due; marks responses that used it ``Vary: Cookie``."""
         session = req.context.get(self.context_name)
         if not isinstance(session, Session) or not session.loaded:
-            return
+            return None
         _add_vary_cookie(resp)
         if not req_succeeded or _status_code(resp) >= 500:
-            return
-        outcome = self._commit(session, keep_empty=False)
+            return None
+        return session
+
+    def _send_cookie(self, resp: Any, outcome: Any) -> None:
+        """Add the ``Set-Cookie`` header that :meth:`_commit`'s ``outcome`` calls for, if any."""
         if outcome is None:
             return
         if outcome is _EXPIRE:
@@ -143,11 +211,22 @@ class SessionMiddleware:
 
         An invalid, unknown or expired token gives an empty new session.
         """
-        return Session(partial(self._open_tokens, [token] if token else []))
+        return Session(partial(self._open, [token] if token else []))
 
     def save(self, session: Session) -> Optional[str]:
         """Store ``session`` now, even if empty; its signed token, or None if it ended."""
-        outcome = self._commit(session, keep_empty=True)
+        return self._token(session, self._run(self._commit(session, keep_empty=True)))
+
+    async def open_async(self, token: Optional[str]) -> Session:
+        """:meth:`open` for asyncio apps: the session is loaded before it is returned."""
+        return Session(partial(_given, await self._run_async(self._open_tokens([token] if token else []))))
+
+    async def save_async(self, session: Session) -> Optional[str]:
+        """:meth:`save` for asyncio apps, for a session from :meth:`open_async` or the ASGI hooks."""
+        return self._token(session, await self._run_async(self._commit(session, keep_empty=True)))
+
+    def _token(self, session: Session, outcome: Any) -> Optional[str]:
+        """The signed token that names ``session`` after a save with ``outcome``."""
         if outcome is _EXPIRE:
             return None
         if outcome is None:
@@ -204,10 +283,13 @@ class SessionMiddleware:
 
     # -- loading --------------------------------------------------------------------------
 
-    def _open_from_cookie(self, req: falcon.Request) -> tuple[Optional[str], Optional[Record], bool]:
-        return self._open_tokens(req.get_cookie_values(self.cookie.name) or ())
+    def _open_from_cookie(self, req: falcon.Request) -> Opened:
+        return self._open(req.get_cookie_values(self.cookie.name) or ())
 
-    def _open_tokens(self, tokens: Sequence[str]) -> tuple[Optional[str], Optional[Record], bool]:
+    def _open(self, tokens: Sequence[str]) -> Opened:
+        return self._run(self._open_tokens(tokens))
+
+    def _open_tokens(self, tokens: Sequence[str]) -> Steps[Opened]:
         """The first token that verifies and names a live session wins."""
         now = self.clock()
         for token in tokens[:MAX_COOKIES_CHECKED]:
@@ -216,25 +298,25 @@ class SessionMiddleware:
                 log.warning("Ignored a session cookie with a bad signature (starts %r)", token[:6])
                 continue
             sid, current_key = verified
-            record = self._call_store(self.store.load, sid)
+            record = yield _call("load", sid)
             if record is not None and record.expires_at > now:
                 return sid, record, not current_key
         return None, None, False
 
     # -- saving ---------------------------------------------------------------------------
 
-    def _commit(self, session: Session, *, keep_empty: bool):
+    def _commit(self, session: Session, *, keep_empty: bool) -> Steps[Any]:
         """Persist ``session``. Returns what the cookie must become: None (unchanged),
         ``_EXPIRE``, or ``(sid, record)`` to (re)issue."""
         changes = _changes(session)
         now = self.clock()
         if changes.ended_sid:
-            self._call_store(self.store.delete, changes.ended_sid)
+            yield _call("delete", changes.ended_sid)
         old, old_sid = session.record, session.id
         data = session.full_data(changes.changed)
         if not data and not keep_empty and (old is None or changes.removed):
             if old is not None:
-                self._call_store(self.store.delete, old_sid)
+                yield _call("delete", old_sid)
             return _EXPIRE if old is not None or changes.ended_sid else None
 
         idle_timeout = changes.idle_timeout
@@ -254,15 +336,15 @@ class SessionMiddleware:
 
         if old is None:
             sid = new_session_id()
-            self._call_store(self.store.create, sid, record)
+            yield _call("create", sid, record)
         elif changes.regenerate:
             sid = new_session_id()
-            if not self._call_store(self.store.rotate, old_sid, sid, record):
+            if not (yield _call("rotate", old_sid, sid, record)):
                 return _EXPIRE
         elif changes.any or refreshed:
             sid = old_sid
-            alive = self._call_store(
-                self.store.apply,
+            alive = yield _call(
+                "apply",
                 sid,
                 changes.changed,
                 changes.removed,
@@ -307,14 +389,60 @@ class SessionMiddleware:
 
     # -- store calls ----------------------------------------------------------------------
 
+    def _run(self, steps: Steps[T]) -> T:
+        """Make the store calls of ``steps`` on the (blocking) store; what ``steps`` returns."""
+        if is_async_store(self.store):
+            raise TypeError(
+                f"{type(self.store).__name__} is an async store: use it with falcon.asgi.App "
+                "(a WSGI app needs a blocking store, such as RedisStore instead of AsyncRedisStore)"
+            )
+        result = None
+        while True:
+            try:
+                call = steps.send(result)
+            except StopIteration as done:
+                return done.value
+            with _store_failures(call.method):
+                result = getattr(self.store, call.method)(*call.args, **call.kwargs)
+
+    async def _run_async(self, steps: Steps[T]) -> T:
+        """Await the store calls of ``steps`` on :attr:`async_store`; what ``steps`` returns."""
+        result = None
+        while True:
+            try:
+                call = steps.send(result)
+            except StopIteration as done:
+                return done.value
+            with _store_failures(call.method):
+                result = await getattr(self.async_store, call.method)(*call.args, **call.kwargs)
+
     def _call_store(self, method: Callable, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with _store_failures(getattr(method, "__name__", method)):
             return method(*args, **kwargs)
-        except SessionUnavailable:
-            raise
-        except SessionStoreError as error:
-            log.error("Session store failed in %s: %s", getattr(method, "__name__", method), error)
-            raise SessionUnavailable() from error
+
+
+@contextlib.contextmanager
+def _store_failures(method: str) -> Iterator[None]:
+    """A store failure becomes :class:`SessionUnavailable` (a 503), logged once."""
+    try:
+        yield
+    except SessionUnavailable:
+        raise
+    except SessionStoreError as error:
+        log.error("Session store failed in %s: %s", method, error)
+        raise SessionUnavailable() from error
+
+
+def _nothing_opened() -> Opened:
+    return None, None, False
+
+
+def _given(opened: Opened) -> Opened:
+    return opened
+
+
+def _raise(error: Exception) -> Opened:
+    raise error
 
 
 _EXPIRE = object()
