@@ -9,13 +9,13 @@ import sys
 import textwrap
 import time
 
-import hug.store
 import pytest
 
 from hug_cookie_sessions import MemoryStore, SQLiteStore
 from hug_cookie_sessions.signing import new_session_id
 from hug_cookie_sessions.testing import record
 
+from .conftest import needs_hug
 from .support import make_site
 
 
@@ -149,7 +149,10 @@ def test_the_memory_store_drops_expired_sessions_before_evicting_live_ones():
 # -- hug's own stores ------------------------------------------------------------------------
 
 
+@needs_hug
 def test_a_hug_store_works_through_the_adapter(serve, clock):
+    import hug.store
+
     site = make_site(serve, hug.store.InMemoryStore(), clock)
     visitor = site.visitor()
     visitor.post("/set", key="n", value="1")
