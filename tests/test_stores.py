@@ -75,6 +75,16 @@ def test_a_corrupt_sqlite_file_is_a_503_and_the_app_recovers_once_it_is_replaced
     assert visitor.value("n") == 1
 
 
+def test_during_an_outage_a_visitor_with_a_session_still_gets_pages_that_do_not_use_it(
+    serve, clock, db_path, tmp_path
+):
+    visitor = make_site(serve, SQLiteStore(db_path), clock).visitor()
+    visitor.post("/set", key="n", value="1")
+    visitor.site = make_site(serve, SQLiteStore(str(tmp_path / "missing-dir" / "s.sqlite3")), clock)
+    assert visitor.get("/untouched").status_code == 200
+    assert visitor.get("/get", key="n").status_code == 503
+
+
 def test_an_unreachable_sqlite_path_is_a_503_not_a_crash(serve, clock, tmp_path):
     site = make_site(serve, SQLiteStore(str(tmp_path / "missing-dir" / "s.sqlite3")), clock)
     response = site.visitor().post("/set", key="n", value="1")

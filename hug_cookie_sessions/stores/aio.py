@@ -65,7 +65,7 @@ class AsyncStoreAdapter:
         self.in_thread = not isinstance(store, MemoryStore) if in_thread is None else in_thread
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self.store, name)
+        method = getattr(self.store, name) if not name.startswith("_") else None
         if not callable(method):
             raise AttributeError(name)
         if self.in_thread:
