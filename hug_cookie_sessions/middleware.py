@@ -277,7 +277,11 @@ class SessionMiddleware:
         return self.signer.handle(session.user_id, session.id)
 
     def _user_index(self) -> UserIndex:
-        if not isinstance(self.store, UserIndex):
+        # Not isinstance(store, UserIndex): from Python 3.12 that ignores methods a
+        # wrapper provides through __getattr__.
+        if not all(
+            callable(getattr(self.store, name, None)) for name in ("user_sessions", "delete_user_sessions")
+        ):
             raise TypeError(f"{type(self.store).__name__} cannot list or revoke a user's sessions")
         return self.store
 
