@@ -1,4 +1,4 @@
-"""The test matrix: hug on Falcon 2.0 and Falcon 4 (WSGI and ASGI) across Python 3.9–3.13.
+"""The test matrix: hug on Falcon 2.0, Falcon 3 and 4 (WSGI and ASGI) across Python 3.9-3.13.
 
 ``make test-all`` runs it (``.venv/bin/nox``); one environment alone:
 ``.venv/bin/nox -s "hug-3.12"``. Interpreters come from pyenv
