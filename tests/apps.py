@@ -223,8 +223,13 @@ async def _run_async(action: Action, call: Call, gates: Gates) -> Any:
 
 _app_numbers = itertools.count()
 
+#: hug where it can run (Falcon 2.0), else Falcon's own WSGI app.
+DEFAULT_FRAMEWORK = "hug" if falcon.__version__.startswith("2.") else "falcon-wsgi"
 
-def build_app(middleware: SessionMiddleware, gates: "Gates | None" = None, framework: str = "hug"):
+
+def build_app(
+    middleware: SessionMiddleware, gates: "Gates | None" = None, framework: str = DEFAULT_FRAMEWORK
+):
     """A WSGI or ASGI app of ``framework`` with ``middleware`` and the test endpoints."""
     gates = gates or Gates()
     routes = actions(middleware)
