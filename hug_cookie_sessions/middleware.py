@@ -34,7 +34,7 @@ from .cookies import CookieSettings
 from .session import Changes, Session, SessionValueError
 from .signing import SecretKey, SessionSigner, new_session_id
 from .stores.aio import as_async_store, is_async_store
-from .stores.base import Record, SessionStoreError, Store, UserIndex
+from .stores.base import Record, SessionStoreError, Store
 from .stores.memory import MemoryStore
 
 log = logging.getLogger("hug_cookie_sessions")
@@ -237,8 +237,36 @@ class SessionMiddleware:
 
     def user_sessions(self, user_id: str) -> list[SessionInfo]:
         """``user_id``'s live sessions, newest first, with handles for :meth:`revoke` (never IDs)."""
+        return self._run(self._user_sessions(user_id))
+
+    def revoke_user(self, user_id: str) -> int:
+        """End every session of ``user_id`` ("log out everywhere"); returns how many."""
+        return self._run(self._revoke_user(user_id))
+
+    def revoke(self, handle: str) -> bool:
+        """End the one session named by ``handle`` (from :meth:`user_sessions`); False if none.
+
+        Check that the handle belongs to the logged-in user before calling this
+        on their behalf: :meth:`SessionSigner.handle_user` tells whose it is.
+        """
+        return self._run(self._revoke(handle))
+
+    async def user_sessions_async(self, user_id: str) -> list[SessionInfo]:
+        """:meth:`user_sessions` for asyncio apps."""
+        return await self._run_async(self._user_sessions(user_id))
+
+    async def revoke_user_async(self, user_id: str) -> int:
+        """:meth:`revoke_user` for asyncio apps."""
+        return await self._run_async(self._revoke_user(user_id))
+
+    async def revoke_async(self, handle: str) -> bool:
+        """:meth:`revoke` for asyncio apps."""
+        return await self._run_async(self._revoke(handle))
+
+    def _user_sessions(self, user_id: str) -> Steps[list[SessionInfo]]:
+        self._check_user_index()
         now = self.clock()
-        records = self._call_store(self._user_index().user_sessions, user_id)
+        records = yield _call("user_sessions", user_id)
         sessions = [
             SessionInfo(
                 self.signer.handle(user_id, sid),
@@ -251,22 +279,18 @@ class SessionMiddleware:
         ]
         return sorted(sessions, key=lambda info: info.created_at, reverse=True)
 
-    def revoke_user(self, user_id: str) -> int:
-        """End every session of ``user_id`` ("log out everywhere"); returns how many."""
-        return self._call_store(self._user_index().delete_user_sessions, user_id)
+    def _revoke_user(self, user_id: str) -> Steps[int]:
+        self._check_user_index()
+        return (yield _call("delete_user_sessions", user_id))
 
-    def revoke(self, handle: str) -> bool:
-        """End the one session named by ``handle`` (from :meth:`user_sessions`); False if none.
-
-        Check that the handle belongs to the logged-in user before calling this
-        on their behalf: :meth:`SessionSigner.handle_user` tells whose it is.
-        """
+    def _revoke(self, handle: str) -> Steps[bool]:
+        self._check_user_index()
         user_id = self.signer.handle_user(handle)
         if user_id is None:
             return False
-        for sid in self._call_store(self._user_index().user_sessions, user_id):
+        for sid in (yield _call("user_sessions", user_id)):
             if hmac.compare_digest(self.signer.handle(user_id, sid), handle):
-                self._call_store(self.store.delete, sid)
+                yield _call("delete", sid)
                 return True
         return False
 
@@ -276,14 +300,14 @@ class SessionMiddleware:
             return None
         return self.signer.handle(session.user_id, session.id)
 
-    def _user_index(self) -> UserIndex:
+    def _check_user_index(self) -> None:
+        """Raise TypeError unless the store keeps a per-user index (:class:`~.stores.base.UserIndex`)."""
         # Not isinstance(store, UserIndex): from Python 3.12 that ignores methods a
         # wrapper provides through __getattr__.
         if not all(
             callable(getattr(self.store, name, None)) for name in ("user_sessions", "delete_user_sessions")
         ):
             raise TypeError(f"{type(self.store).__name__} cannot list or revoke a user's sessions")
-        return self.store
 
     # -- loading --------------------------------------------------------------------------
 
@@ -419,10 +443,6 @@ class SessionMiddleware:
                 return done.value
             with _store_failures(call.method):
                 result = await getattr(self.async_store, call.method)(*call.args, **call.kwargs)
-
-    def _call_store(self, method: Callable, *args: Any, **kwargs: Any) -> Any:
-        with _store_failures(getattr(method, "__name__", method)):
-            return method(*args, **kwargs)
 
 
 @contextlib.contextmanager

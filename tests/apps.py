@@ -13,7 +13,7 @@ import inspect
 import itertools
 import json
 import threading
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Tuple
 
 import falcon
 
@@ -38,11 +38,20 @@ class Call:
         self.context = context
 
 
-#: An action returns the JSON body. An action that ``yield``s is held there
-#: until the test opens ``Gates.proceed`` (its session is loaded by then).
+#: An action returns the JSON body. An action may ``yield``: ``_HOLD`` holds it
+#: until the test opens ``Gates.proceed`` (its session is loaded by then), and a
+#: ``Use`` calls a middleware method (its ``*_async`` form on ASGI) and sends
+#: back the result.
 Action = Callable[[Call], Any]
 
 _HOLD = object()
+
+
+class Use(NamedTuple):
+    """A middleware method call an action asks for: ``yield Use("revoke", handle)``."""
+
+    method: str
+    args: tuple
 
 
 def actions(middleware: SessionMiddleware) -> Dict[Tuple[str, str], Action]:
@@ -119,10 +128,10 @@ def actions(middleware: SessionMiddleware) -> Dict[Tuple[str, str], Action]:
     @route("GET", "/my_sessions")
     def my_sessions(call):
         current = middleware.session_handle(call.session)
+        listed = yield Use("user_sessions", (call.session.user_id,))
         return {
             "sessions": [
-                {"handle": info.handle, "current": info.handle == current, **_times(info)}
-                for info in middleware.user_sessions(call.session.user_id)
+                {"handle": info.handle, "current": info.handle == current, **_times(info)} for info in listed
             ]
         }
 
@@ -131,11 +140,11 @@ def actions(middleware: SessionMiddleware) -> Dict[Tuple[str, str], Action]:
         handle = call.params["handle"]
         if middleware.signer.handle_user(handle) != call.session.user_id:
             return {"revoked": False}
-        return {"revoked": middleware.revoke(handle)}
+        return {"revoked": (yield Use("revoke", (handle,)))}
 
     @route("POST", "/logout_everywhere")
     def logout_everywhere(call):
-        return {"ended": middleware.revoke_user(call.session.user_id)}
+        return {"ended": (yield Use("revoke_user", (call.session.user_id,)))}
 
     @route("POST", "/logout")
     def logout(call):
@@ -193,32 +202,42 @@ def _times(info) -> dict:
     return {"created_at": info.created_at, "last_active": info.last_active, "expires_at": info.expires_at}
 
 
-def _run(action: Action, call: Call, gates: Gates) -> Any:
-    """Run ``action``, holding it where it yields until the test releases it (blocking)."""
-    result = action(call)
-    if not inspect.isgenerator(result):
-        return result
-    try:
-        while True:
-            result.send(None)
+def _run(action: Action, call: Call, gates: Gates, middleware: SessionMiddleware) -> Any:
+    """Run ``action`` on a WSGI server thread: holds block, middleware methods are called."""
+    steps = action(call)
+    if not inspect.isgenerator(steps):
+        return steps
+    result = None
+    while True:
+        try:
+            request = steps.send(result)
+        except StopIteration as done:
+            return done.value
+        if request is _HOLD:
             gates.loaded.set()
             assert gates.proceed.wait(10), "test never released the request"
-    except StopIteration as done:
-        return done.value
+            result = None
+        else:
+            result = getattr(middleware, request.method)(*request.args)
 
 
-async def _run_async(action: Action, call: Call, gates: Gates) -> Any:
-    """:func:`_run` for the event loop: a held action waits without blocking other requests."""
-    result = action(call)
-    if not inspect.isgenerator(result):
-        return result
-    try:
-        while True:
-            result.send(None)
+async def _run_async(action: Action, call: Call, gates: Gates, middleware: SessionMiddleware) -> Any:
+    """:func:`_run` on the event loop: holds wait on a thread, middleware methods are awaited."""
+    steps = action(call)
+    if not inspect.isgenerator(steps):
+        return steps
+    result = None
+    while True:
+        try:
+            request = steps.send(result)
+        except StopIteration as done:
+            return done.value
+        if request is _HOLD:
             gates.loaded.set()
             assert await asyncio.to_thread(gates.proceed.wait, 10), "test never released the request"
-    except StopIteration as done:
-        return done.value
+            result = None
+        else:
+            result = await getattr(middleware, request.method + "_async")(*request.args)
 
 
 _app_numbers = itertools.count()
@@ -240,11 +259,11 @@ def build_app(
 
         app = AsgiApp(middleware=[middleware])
         for (_, path), action in routes.items():
-            app.add_route(path, _AsgiEndpoint(action, gates, middleware.context_name))
+            app.add_route(path, _AsgiEndpoint(action, gates, middleware))
         return app
     app = falcon.App(middleware=[middleware])
     for (_, path), action in routes.items():
-        app.add_route(path, _WsgiEndpoint(action, gates, middleware.context_name))
+        app.add_route(path, _WsgiEndpoint(action, gates, middleware))
     return app
 
 
@@ -256,7 +275,8 @@ def _hug_app(middleware: SessionMiddleware, routes: Dict[Tuple[str, str], Action
 
     def endpoint(action: Action):
         def handler(request, response, session: hug.directives.session):
-            return _run(action, Call(session, dict(request.params), response, request.context), gates)
+            call = Call(session, dict(request.params), response, request.context)
+            return _run(action, call, gates, middleware)
 
         return handler
 
@@ -266,19 +286,19 @@ def _hug_app(middleware: SessionMiddleware, routes: Dict[Tuple[str, str], Action
 
 
 class _WsgiEndpoint:
-    def __init__(self, action: Action, gates: Gates, context_name: str) -> None:
-        self.action, self.gates, self.context_name = action, gates, context_name
+    def __init__(self, action: Action, gates: Gates, middleware: SessionMiddleware) -> None:
+        self.action, self.gates, self.middleware = action, gates, middleware
 
     def on_get(self, req, resp) -> None:
-        call = Call(req.context[self.context_name], dict(req.params), resp, req.context)
-        resp.media = _run(self.action, call, self.gates)
+        call = Call(req.context[self.middleware.context_name], dict(req.params), resp, req.context)
+        resp.media = _run(self.action, call, self.gates, self.middleware)
 
     on_post = on_get
 
 
 class _AsgiEndpoint(_WsgiEndpoint):
     async def on_get(self, req, resp) -> None:
-        call = Call(req.context[self.context_name], dict(req.params), resp, req.context)
-        resp.media = await _run_async(self.action, call, self.gates)
+        call = Call(req.context[self.middleware.context_name], dict(req.params), resp, req.context)
+        resp.media = await _run_async(self.action, call, self.gates, self.middleware)
 
     on_post = on_get

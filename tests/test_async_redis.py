@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hug_cookie_sessions import RedisStore
+from hug_cookie_sessions import RedisStore, SessionMiddleware
 from hug_cookie_sessions.signing import new_session_id
 from hug_cookie_sessions.stores.redis_async import AsyncRedisStore
 from hug_cookie_sessions.testing import BlockingFacade, StoreConformance, UserIndexConformance, record
@@ -130,3 +130,28 @@ def test_overlapping_asgi_requests_on_async_redis_changing_different_keys_both_p
     site.gates.proceed.set()
     assert slow().status_code == 200
     assert visitor.get("/all").json()["data"] == {"base": 0, "left": 1, "right": 2}
+
+
+def test_a_users_sessions_are_listed_and_revoked_through_the_async_methods(async_store):
+    middleware = SessionMiddleware("async-user-secret", async_store.store)
+
+    async def log_in(user: str) -> str:
+        session = await middleware.open_async(None)
+        session.bind_user(user)
+        session["user"] = user
+        return await middleware.save_async(session)
+
+    laptop, phone = async_store.run(log_in("ada")), async_store.run(log_in("ada"))
+    async_store.run(log_in("bob"))
+    listed = async_store.run(middleware.user_sessions_async("ada"))
+    assert len(listed) == 2
+    phone_handle = next(
+        info.handle for info in listed if info.handle != middleware.signer.handle("ada", laptop.split(".")[0])
+    )
+    assert async_store.run(middleware.revoke_async(phone_handle)) is True
+    assert async_store.load(phone.split(".")[0]) is None
+    assert async_store.run(middleware.revoke_user_async("ada")) == 1
+    assert async_store.run(middleware.user_sessions_async("ada")) == []
+    assert len(async_store.run(middleware.user_sessions_async("bob"))) == 1
+    with pytest.raises(TypeError, match="async store"):
+        middleware.user_sessions("bob")
