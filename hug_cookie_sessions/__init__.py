@@ -6,7 +6,8 @@
 
 from typing import TYPE_CHECKING, Any
 
-from .middleware import SessionInfo, SessionMiddleware, SessionUnavailable
+from .locking import LockingStore, LockTimeout
+from .middleware import SessionBusy, SessionInfo, SessionMiddleware, SessionUnavailable
 from .session import Session, SessionValueError
 from .stores.base import Record, SessionStoreError, Store, UserIndex
 from .stores.hug_adapter import HugStoreAdapter
@@ -20,10 +21,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HugStoreAdapter",
+    "LockTimeout",
+    "LockingStore",
     "MemoryStore",
     "Record",
     "SQLiteStore",
     "Session",
+    "SessionBusy",
     "SessionInfo",
     "SessionMiddleware",
     "SessionStoreError",

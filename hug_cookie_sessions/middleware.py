@@ -20,6 +20,7 @@ So WSGI and ASGI share every decision, and only the I/O differs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
@@ -31,6 +32,7 @@ from typing import Any, Callable, Generator, Iterator, NamedTuple, Optional, Seq
 import falcon
 
 from .cookies import CookieSettings
+from .locking import LockTimeout, RequestLock, SessionLocks
 from .session import Changes, Session, SessionValueError
 from .signing import SecretKey, SessionSigner, new_session_id
 from .stores.aio import as_async_store, is_async_store
@@ -63,6 +65,19 @@ class SessionUnavailable(SessionStoreError, falcon.HTTPServiceUnavailable):
         )
 
 
+class SessionBusy(SessionUnavailable):
+    """With ``lock=True``: another request of the session held its lock for the whole
+    ``lock_timeout``. A 503 saying so; the request's session was neither read nor saved."""
+
+    def __init__(self) -> None:
+        falcon.HTTPServiceUnavailable.__init__(
+            self,
+            title="Session busy",
+            description="Another request of this session is still running. Please try again shortly.",
+            retry_after=1,
+        )
+
+
 @dataclass(frozen=True)
 class SessionInfo:
     """One of a user's sessions as listed by :meth:`SessionMiddleware.user_sessions`.
@@ -88,10 +103,22 @@ def _call(method: str, *args: Any, **kwargs: Any) -> StoreCall:
     return StoreCall(method, args, kwargs)
 
 
+class Blocking(NamedTuple):
+    """A blocking call a lifecycle step needs that is not a store method (waiting for a
+    session lock): :meth:`SessionMiddleware._run` makes it, ``_run_async`` on a worker thread."""
+
+    function: Callable[..., Any]
+    args: tuple
+
+
+def _blocking(function: Callable[..., Any], *args: Any) -> Blocking:
+    return Blocking(function, args)
+
+
 T = TypeVar("T")
 
-#: A lifecycle step: yields store calls, is sent their results, returns a T.
-Steps = Generator[StoreCall, Any, T]
+#: A lifecycle step: yields store (and blocking) calls, is sent their results, returns a T.
+Steps = Generator[Union[StoreCall, Blocking], Any, T]
 
 #: What loading gives a :class:`Session`: ``(session id, record, reissue)``.
 Opened = tuple[Optional[str], Optional[Record], bool]
@@ -103,7 +130,10 @@ class SessionMiddleware:
     Add one instance to the API; handlers get the session from
     ``hug.directives.session`` or ``req.context["session"]``. Timeouts are in
     seconds, ``None`` disables one. ``persistent=False`` makes the cookie last
-    until the browser closes. ``clock`` exists for tests.
+    until the browser closes. ``lock=True`` serialises the requests of one
+    session that load it (see :mod:`hug_cookie_sessions.locking`): a request
+    waits up to ``lock_timeout`` seconds for the lock, then gets a 503; a lock
+    not released lives ``lock_lease`` seconds. ``clock`` exists for tests.
     """
 
     def __init__(
@@ -123,6 +153,9 @@ class SessionMiddleware:
         cookie_same_site: Optional[str] = "Lax",
         refresh_fraction: float = 0.1,
         clock: Callable[[], float] = time.time,
+        lock: bool = False,
+        lock_timeout: float = 10.0,
+        lock_lease: float = 30.0,
     ) -> None:
         for name, value in (("idle_timeout", idle_timeout), ("absolute_timeout", absolute_timeout)):
             if value is not None and value <= 0:
@@ -141,18 +174,26 @@ class SessionMiddleware:
         self.persistent = persistent
         self.refresh_fraction = refresh_fraction
         self.clock = clock
+        self.locks = SessionLocks(self.store, lock_timeout, lock_lease) if lock else None
+        self._lock_key = f"{context_name}.lock"
 
     # -- Falcon hooks (WSGI: hug, falcon.App) ---------------------------------------------
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context[self.context_name] = Session(partial(self._open_from_cookie, req))
+        lock = None
+        if self.locks is not None:
+            lock = req.context[self._lock_key] = RequestLock(self.locks)
+        req.context[self.context_name] = Session(partial(self._open_from_cookie, req, lock))
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
-        session = self._session_to_save(req, resp, req_succeeded)
-        if session is not None:
-            self._send_cookie(resp, self._run(self._commit(session, keep_empty=False)))
+        try:
+            session = self._session_to_save(req, resp, req_succeeded)
+            if session is not None:
+                self._send_cookie(resp, self._run(self._commit(session, keep_empty=False)))
+        finally:
+            self._run(self._release_lock(req))
 
     # -- Falcon hooks (ASGI: falcon.asgi.App) ------------------------------------------------
 
@@ -162,11 +203,12 @@ class SessionMiddleware:
         A store failure here is raised only when the handler uses the
         session, so routes that never do keep working during an outage.
         """
+        lock = self._new_lock(req)
         opened: Callable[[], Opened] = _nothing_opened
         tokens = req.get_cookie_values(self.cookie.name)
         if tokens:
             try:
-                result = await self._run_async(self._open_tokens(tokens))
+                result = await self._run_async(self._open_tokens(tokens, lock))
             except SessionUnavailable as error:
                 opened = partial(_raise, error)
             else:
@@ -174,11 +216,26 @@ class SessionMiddleware:
         req.context[self.context_name] = Session(opened)
 
     async def process_response_async(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
-        session = self._session_to_save(req, resp, req_succeeded)
-        if session is not None:
-            self._send_cookie(resp, await self._run_async(self._commit(session, keep_empty=False)))
+        try:
+            session = self._session_to_save(req, resp, req_succeeded)
+            if session is not None:
+                self._send_cookie(resp, await self._run_async(self._commit(session, keep_empty=False)))
+        finally:
+            await self._run_async(self._release_lock(req))
 
     # -- what both kinds of hooks share ----------------------------------------------------------
+
+    def _new_lock(self, req: Any) -> Optional[RequestLock]:
+        """With ``lock=True``, the request's lock holder (nothing is locked yet)."""
+        if self.locks is None:
+            return None
+        lock = req.context[self._lock_key] = RequestLock(self.locks)
+        return lock
+
+    def _release_lock(self, req: Any) -> Steps[None]:
+        lock = req.context.get(self._lock_key) if self.locks is not None else None
+        if lock is not None:
+            yield _blocking(lock.release)
 
     def _session_to_save(self, req: Any, resp: Any, req_succeeded: bool) -> Optional[Session]:
         """The request's session if saving it is due; marks responses that used it ``Vary: Cookie``."""
@@ -311,14 +368,14 @@ class SessionMiddleware:
 
     # -- loading --------------------------------------------------------------------------
 
-    def _open_from_cookie(self, req: falcon.Request) -> Opened:
-        return self._open(req.get_cookie_values(self.cookie.name) or ())
+    def _open_from_cookie(self, req: falcon.Request, lock: Optional[RequestLock]) -> Opened:
+        return self._open(req.get_cookie_values(self.cookie.name) or (), lock)
 
-    def _open(self, tokens: Sequence[str]) -> Opened:
-        return self._run(self._open_tokens(tokens))
+    def _open(self, tokens: Sequence[str], lock: Optional[RequestLock] = None) -> Opened:
+        return self._run(self._open_tokens(tokens, lock))
 
-    def _open_tokens(self, tokens: Sequence[str]) -> Steps[Opened]:
-        """The first token that verifies and names a live session wins."""
+    def _open_tokens(self, tokens: Sequence[str], lock: Optional[RequestLock] = None) -> Steps[Opened]:
+        """The first token that verifies and names a live session wins (locked first, with a ``lock``)."""
         now = self.clock()
         for token in tokens[:MAX_COOKIES_CHECKED]:
             verified = self.signer.unsign(token)
@@ -326,9 +383,13 @@ class SessionMiddleware:
                 log.warning("Ignored a session cookie with a bad signature (starts %r)", token[:6])
                 continue
             sid, current_key = verified
+            if lock is not None:
+                yield _blocking(lock.acquire, sid)
             record = yield _call("load", sid)
             if record is not None and record.expires_at > now:
                 return sid, record, not current_key
+            if lock is not None:
+                yield _blocking(lock.release)
         return None, None, False
 
     # -- saving ---------------------------------------------------------------------------
@@ -418,42 +479,53 @@ class SessionMiddleware:
     # -- store calls ----------------------------------------------------------------------
 
     def _run(self, steps: Steps[T]) -> T:
-        """Make the store calls of ``steps`` on the (blocking) store; what ``steps`` returns."""
-        if is_async_store(self.store):
-            raise TypeError(
-                f"{type(self.store).__name__} is an async store: use it with falcon.asgi.App "
-                "(a WSGI app needs a blocking store, such as RedisStore instead of AsyncRedisStore)"
-            )
+        """Make the calls of ``steps`` on the (blocking) store; what ``steps`` returns."""
         result = None
         while True:
             try:
                 call = steps.send(result)
             except StopIteration as done:
                 return done.value
-            with _store_failures(call.method):
-                result = getattr(self.store, call.method)(*call.args, **call.kwargs)
+            if isinstance(call, StoreCall) and is_async_store(self.store):
+                raise TypeError(
+                    f"{type(self.store).__name__} is an async store: use it with falcon.asgi.App "
+                    "(a WSGI app needs a blocking store, such as RedisStore instead of AsyncRedisStore)"
+                )
+            with _store_failures(call):
+                if isinstance(call, Blocking):
+                    result = call.function(*call.args)
+                else:
+                    result = getattr(self.store, call.method)(*call.args, **call.kwargs)
 
     async def _run_async(self, steps: Steps[T]) -> T:
-        """Await the store calls of ``steps`` on :attr:`async_store`; what ``steps`` returns."""
+        """Await the calls of ``steps`` on :attr:`async_store` (blocking ones on a worker thread)."""
         result = None
         while True:
             try:
                 call = steps.send(result)
             except StopIteration as done:
                 return done.value
-            with _store_failures(call.method):
-                result = await getattr(self.async_store, call.method)(*call.args, **call.kwargs)
+            with _store_failures(call):
+                if isinstance(call, Blocking):
+                    result = await asyncio.to_thread(call.function, *call.args)
+                else:
+                    result = await getattr(self.async_store, call.method)(*call.args, **call.kwargs)
 
 
 @contextlib.contextmanager
-def _store_failures(method: str) -> Iterator[None]:
-    """A store failure becomes :class:`SessionUnavailable` (a 503), logged once."""
+def _store_failures(call: Union[StoreCall, Blocking]) -> Iterator[None]:
+    """A store failure becomes :class:`SessionUnavailable` (a 503), a lock wait that timed out
+    :class:`SessionBusy` (a 503 too); each logged once."""
     try:
         yield
     except SessionUnavailable:
         raise
+    except LockTimeout as error:
+        log.warning("Session request refused: %s", error)
+        raise SessionBusy() from error
     except SessionStoreError as error:
-        log.error("Session store failed in %s: %s", method, error)
+        name = call.method if isinstance(call, StoreCall) else call.function.__name__
+        log.error("Session store failed in %s: %s", name, error)
         raise SessionUnavailable() from error
 
 

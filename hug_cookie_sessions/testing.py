@@ -277,3 +277,57 @@ class UserIndexConformance:
         assert store.load(bob) is not None
         assert store.user_sessions("alice") == {}
         assert store.apply(alice[0], {"a": "2"}, (), time.time() + HOUR) is False
+
+
+class LockingConformance:
+    """The optional lock primitive (``LockingStore``) behind ``SessionMiddleware(lock=True)``.
+
+    Lease expiry needs time to pass, so it is left to each store's own tests.
+    """
+
+    def test_a_free_lock_is_taken_and_a_held_one_refused(self, store):
+        sid = new_session_id()
+        assert store.acquire_lock(sid, "first", 30) is True
+        assert store.acquire_lock(sid, "second", 30) is False
+
+    def test_only_the_holder_releases_a_lock(self, store):
+        sid = new_session_id()
+        store.acquire_lock(sid, "holder", 30)
+        store.release_lock(sid, "someone else")
+        assert store.acquire_lock(sid, "other", 30) is False
+        store.release_lock(sid, "holder")
+        assert store.acquire_lock(sid, "other", 30) is True
+
+    def test_releasing_a_lock_nobody_holds_is_harmless(self, store):
+        store.release_lock(new_session_id(), "nobody")
+
+    def test_locks_of_different_sessions_are_independent(self, store):
+        first, second = new_session_id(), new_session_id()
+        assert store.acquire_lock(first, "a", 30) is True
+        assert store.acquire_lock(second, "b", 30) is True
+
+    def test_a_lock_does_not_touch_the_session_it_guards(self, store):
+        sid = new_session_id()
+        store.create(sid, record({"a": "1"}))
+        store.acquire_lock(sid, "holder", 30)
+        assert store.load(sid).data == {"a": "1"}
+        store.delete(sid)
+        store.release_lock(sid, "holder")
+        assert store.load(sid) is None
+
+    def test_of_threads_racing_for_one_lock_exactly_one_wins(self, store):
+        sid = new_session_id()
+        start = threading.Barrier(8)
+        winners = []
+
+        def race(index: int) -> None:
+            start.wait()
+            if store.acquire_lock(sid, f"token-{index}", 30):
+                winners.append(index)
+
+        threads = [threading.Thread(target=race, args=(index,)) for index in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert len(winners) == 1

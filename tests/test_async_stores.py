@@ -89,8 +89,9 @@ def test_an_async_store_is_used_as_it_is():
 def test_an_async_store_in_a_wsgi_app_is_a_clear_error():
     middleware = SessionMiddleware(SECRET, AsyncStoreAdapter(MemoryStore()))
     session = middleware.open(None)
+    session["n"] = 1
     with pytest.raises(TypeError, match=r"async store: use it with falcon\.asgi\.App"):
-        session.get("n")
+        middleware.save(session)
 
 
 def test_open_async_and_save_async_carry_a_session_through_a_token():

@@ -24,6 +24,7 @@ class MemoryStore:
         self.max_sessions = max_sessions
         self._clock = clock
         self._records: OrderedDict[str, Record] = OrderedDict()
+        self._session_locks: dict[str, tuple[str, float]] = {}  # sid: (token, lease ends)
         self._lock = threading.Lock()
 
     def load(self, sid: str) -> Optional[Record]:
@@ -86,6 +87,22 @@ class MemoryStore:
             for sid in sids:
                 del self._records[sid]
             return len(sids)
+
+    def acquire_lock(self, sid: str, token: str, lease: float) -> bool:
+        """Take ``sid``'s lock (``lock=True``) unless another live lease holds it. In-process only."""
+        now = self._clock()
+        with self._lock:
+            held = self._session_locks.get(sid)
+            if held is not None and held[1] > now:
+                return False
+            self._session_locks[sid] = (token, now + lease)
+            return True
+
+    def release_lock(self, sid: str, token: str) -> None:
+        with self._lock:
+            held = self._session_locks.get(sid)
+            if held is not None and held[0] == token:
+                del self._session_locks[sid]
 
     def purge_expired(self) -> int:
         """Drop expired sessions now; returns how many."""

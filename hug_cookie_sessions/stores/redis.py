@@ -7,7 +7,9 @@ metadata. The hash carries ``PEXPIREAT`` = the session's expiry, so Redis drops
 it on time by itself. Times are Unix seconds written as text. Sessions bound to
 a user are also members (by key) of the set ``prefix + "user:" + user id``,
 which has no expiry: it may name ended sessions, which reading it and
-:meth:`RedisStore.purge_expired` drop, but never misses a live one.
+:meth:`RedisStore.purge_expired` drop, but never misses a live one. With
+``SessionMiddleware(lock=True)`` a session's lock is the string
+``prefix + "lock:" + session id``, holding its holder's token, with a ``PX`` lease.
 
 Costs: a load is one ``HGETALL``; ``create``, ``apply``, ``rotate`` and
 ``delete`` are one round trip each. The writes are Lua scripts, so checking
@@ -151,6 +153,20 @@ if fields[2] and tonumber(fields[2]) > tonumber(ARGV[2]) then return 1 end
 return 0
 """
 
+# KEYS[1] a session's lock; ARGV: token, lease ms. SET NX PX, and 1 again for the
+# holder itself, so a call redis-py retries after a lost reply still sees its own lock.
+_ACQUIRE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+
+# KEYS[1] a session's lock; ARGV: token. Deletes the lock only if that token holds it.
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 Client = Union["redis.Redis", "RedisCluster"]
 
 
@@ -164,6 +180,8 @@ class _Redis(NamedTuple):
     rotate: Script
     retire: Script
     end_user_session: Script
+    acquire_lock: Script
+    release_lock: Script
 
 
 def client_from_url(url: str) -> Client:
@@ -226,7 +244,10 @@ class RedisStore:
             isinstance(client, RedisCluster),
             *(
                 client.register_script(script)
-                for script in (_CREATE, _APPLY, _ROTATE, _RETIRE, _END_USER_SESSION)
+                for script in (
+                    *(_CREATE, _APPLY, _ROTATE, _RETIRE, _END_USER_SESSION),
+                    *(_ACQUIRE_LOCK, _RELEASE_LOCK),
+                )
             ),
         )
 
@@ -326,6 +347,25 @@ class RedisStore:
         backend = self._connected()
         with self._failures("delete"):
             backend.client.delete(self._key(sid))
+
+    # -- session locks (lock=True) ------------------------------------------------------------
+
+    def _lock_key(self, sid: str) -> str:
+        return f"{self.prefix}lock:{sid}"
+
+    def acquire_lock(self, sid: str, token: str, lease: float) -> bool:
+        """Take ``sid``'s lock: a string key set with ``SET NX PX``, so Redis itself ends the lease.
+
+        Shared by every app server on this Redis; on a Cluster it is one key in one slot.
+        """
+        backend = self._connected()
+        with self._failures("lock"):
+            return bool(backend.acquire_lock(keys=[self._lock_key(sid)], args=[token, _ms(lease)]))
+
+    def release_lock(self, sid: str, token: str) -> None:
+        backend = self._connected()
+        with self._failures("unlock"):
+            backend.release_lock(keys=[self._lock_key(sid)], args=[token])
 
     # -- one user's sessions (UserIndex) -----------------------------------------------------
 

@@ -38,6 +38,11 @@ CREATE TABLE IF NOT EXISTS session_values (
     value TEXT NOT NULL,
     PRIMARY KEY (session_id, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS session_locks (
+    id TEXT PRIMARY KEY,
+    token TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 _LOAD = """
@@ -175,6 +180,26 @@ class SQLiteStore:
         with _Transaction(self) as db:
             db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
 
+    def acquire_lock(self, sid: str, token: str, lease: float) -> bool:
+        """Take ``sid``'s lock (``lock=True``) unless another live lease holds it.
+
+        A row in ``session_locks`` of the same file, so every process on the host
+        sees it; an expired row is replaced in the same write transaction.
+        """
+        now = self._clock()
+        with _Transaction(self) as db:
+            db.execute("DELETE FROM session_locks WHERE id = ? AND expires_at <= ?", (sid, now))
+            return bool(
+                db.execute(
+                    "INSERT OR IGNORE INTO session_locks (id, token, expires_at) VALUES (?, ?, ?)",
+                    (sid, token, now + lease),
+                ).rowcount
+            )
+
+    def release_lock(self, sid: str, token: str) -> None:
+        with _Transaction(self) as db:
+            db.execute("DELETE FROM session_locks WHERE id = ? AND token = ?", (sid, token))
+
     def user_sessions(self, user_id: str) -> dict[str, Record]:
         try:
             rows = (
@@ -205,11 +230,14 @@ class SQLiteStore:
     ) -> int:
         """Delete expired sessions in batches of ``batch_size``; returns how many.
 
-        ``progress`` is called with the running total after each batch.
+        ``progress`` is called with the running total after each batch. Locks
+        whose lease has run out (left by a crashed worker) go in the first batch.
         """
         total = batches = 0
         while max_batches is None or batches < max_batches:
             with _Transaction(self) as db:
+                if not batches:
+                    db.execute("DELETE FROM session_locks WHERE expires_at <= ?", (self._clock(),))
                 deleted = db.execute(
                     "DELETE FROM sessions WHERE id IN"
                     " (SELECT id FROM sessions WHERE expires_at <= ? LIMIT ?)",
