@@ -21,13 +21,12 @@ So WSGI and ASGI share every decision, and only the I/O differs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Generator, Iterator, NamedTuple, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import falcon
 
@@ -35,6 +34,7 @@ from .cookies import CookieSettings
 from .locking import LockTimeout, RequestLock, SessionLocks
 from .session import Changes, Session, SessionValueError
 from .signing import SecretKey, SessionSigner, new_session_id
+from .steps import Pause, Steps, T, call
 from .stores.aio import as_async_store, is_async_store
 from .stores.base import Record, SessionStoreError, Store
 from .stores.memory import MemoryStore
@@ -90,35 +90,6 @@ class SessionInfo:
     last_active: float
     expires_at: float
 
-
-class StoreCall(NamedTuple):
-    """One store call that a lifecycle step asks its driver to make."""
-
-    method: str
-    args: tuple
-    kwargs: dict
-
-
-def _call(method: str, *args: Any, **kwargs: Any) -> StoreCall:
-    return StoreCall(method, args, kwargs)
-
-
-class Blocking(NamedTuple):
-    """A blocking call a lifecycle step needs that is not a store method (waiting for a
-    session lock): :meth:`SessionMiddleware._run` makes it, ``_run_async`` on a worker thread."""
-
-    function: Callable[..., Any]
-    args: tuple
-
-
-def _blocking(function: Callable[..., Any], *args: Any) -> Blocking:
-    return Blocking(function, args)
-
-
-T = TypeVar("T")
-
-#: A lifecycle step: yields store (and blocking) calls, is sent their results, returns a T.
-Steps = Generator[Union[StoreCall, Blocking], Any, T]
 
 #: What loading gives a :class:`Session`: ``(session id, record, reissue)``.
 Opened = tuple[Optional[str], Optional[Record], bool]
@@ -180,9 +151,7 @@ class SessionMiddleware:
     # -- Falcon hooks (WSGI: hug, falcon.App) ---------------------------------------------
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        lock = None
-        if self.locks is not None:
-            lock = req.context[self._lock_key] = RequestLock(self.locks)
+        lock = self._new_lock(req)
         req.context[self.context_name] = Session(partial(self._open_from_cookie, req, lock))
 
     def process_response(
@@ -235,7 +204,7 @@ class SessionMiddleware:
     def _release_lock(self, req: Any) -> Steps[None]:
         lock = req.context.get(self._lock_key) if self.locks is not None else None
         if lock is not None:
-            yield _blocking(lock.release)
+            yield from lock.release()
 
     def _session_to_save(self, req: Any, resp: Any, req_succeeded: bool) -> Optional[Session]:
         """The request's session if saving it is due; marks responses that used it ``Vary: Cookie``."""
@@ -323,7 +292,7 @@ class SessionMiddleware:
     def _user_sessions(self, user_id: str) -> Steps[list[SessionInfo]]:
         self._check_user_index()
         now = self.clock()
-        records = yield _call("user_sessions", user_id)
+        records = yield call("user_sessions", user_id)
         sessions = [
             SessionInfo(
                 self.signer.handle(user_id, sid),
@@ -338,16 +307,16 @@ class SessionMiddleware:
 
     def _revoke_user(self, user_id: str) -> Steps[int]:
         self._check_user_index()
-        return (yield _call("delete_user_sessions", user_id))
+        return (yield call("delete_user_sessions", user_id))
 
     def _revoke(self, handle: str) -> Steps[bool]:
         self._check_user_index()
         user_id = self.signer.handle_user(handle)
         if user_id is None:
             return False
-        for sid in (yield _call("user_sessions", user_id)):
+        for sid in (yield call("user_sessions", user_id)):
             if hmac.compare_digest(self.signer.handle(user_id, sid), handle):
-                yield _call("delete", sid)
+                yield call("delete", sid)
                 return True
         return False
 
@@ -384,12 +353,16 @@ class SessionMiddleware:
                 continue
             sid, current_key = verified
             if lock is not None:
-                yield _blocking(lock.acquire, sid)
-            record = yield _call("load", sid)
+                try:
+                    yield from lock.acquire(sid)
+                except LockTimeout as error:
+                    log.warning("Session request refused: %s", error)
+                    raise SessionBusy() from error
+            record = yield call("load", sid)
             if record is not None and record.expires_at > now:
                 return sid, record, not current_key
             if lock is not None:
-                yield _blocking(lock.release)
+                yield from lock.release()
         return None, None, False
 
     # -- saving ---------------------------------------------------------------------------
@@ -400,12 +373,12 @@ class SessionMiddleware:
         changes = _changes(session)
         now = self.clock()
         if changes.ended_sid:
-            yield _call("delete", changes.ended_sid)
+            yield call("delete", changes.ended_sid)
         old, old_sid = session.record, session.id
         data = session.full_data(changes.changed)
         if not data and not keep_empty and (old is None or changes.removed):
             if old is not None:
-                yield _call("delete", old_sid)
+                yield call("delete", old_sid)
             return _EXPIRE if old is not None or changes.ended_sid else None
 
         idle_timeout = changes.idle_timeout
@@ -425,14 +398,14 @@ class SessionMiddleware:
 
         if old is None:
             sid = new_session_id()
-            yield _call("create", sid, record)
+            yield call("create", sid, record)
         elif changes.regenerate:
             sid = new_session_id()
-            if not (yield _call("rotate", old_sid, sid, record)):
+            if not (yield call("rotate", old_sid, sid, record)):
                 return _EXPIRE
         elif changes.any or refreshed:
             sid = old_sid
-            alive = yield _call(
+            alive = yield call(
                 "apply",
                 sid,
                 changes.changed,
@@ -479,53 +452,65 @@ class SessionMiddleware:
     # -- store calls ----------------------------------------------------------------------
 
     def _run(self, steps: Steps[T]) -> T:
-        """Make the calls of ``steps`` on the (blocking) store; what ``steps`` returns."""
-        result = None
+        """Carry out ``steps`` with blocking calls on :attr:`store`; what ``steps`` returns."""
+        request: Any = None
+        result: Any = None
+        failure: Optional[SessionStoreError] = None
         while True:
-            try:
-                call = steps.send(result)
-            except StopIteration as done:
-                return done.value
-            if isinstance(call, StoreCall) and is_async_store(self.store):
+            request = _next_request(steps, request, result, failure)
+            if isinstance(request, _Done):
+                return request.value
+            result, failure = None, None
+            if isinstance(request, Pause):
+                time.sleep(request.seconds)
+                continue
+            if is_async_store(self.store):
                 raise TypeError(
                     f"{type(self.store).__name__} is an async store: use it with falcon.asgi.App "
                     "(a WSGI app needs a blocking store, such as RedisStore instead of AsyncRedisStore)"
                 )
-            with _store_failures(call):
-                if isinstance(call, Blocking):
-                    result = call.function(*call.args)
-                else:
-                    result = getattr(self.store, call.method)(*call.args, **call.kwargs)
+            try:
+                result = getattr(self.store, request.method)(*request.args, **request.kwargs)
+            except SessionStoreError as error:
+                failure = error
 
     async def _run_async(self, steps: Steps[T]) -> T:
-        """Await the calls of ``steps`` on :attr:`async_store` (blocking ones on a worker thread)."""
-        result = None
+        """Carry out ``steps`` by awaiting :attr:`async_store`; what ``steps`` returns."""
+        request: Any = None
+        result: Any = None
+        failure: Optional[SessionStoreError] = None
         while True:
+            request = _next_request(steps, request, result, failure)
+            if isinstance(request, _Done):
+                return request.value
+            result, failure = None, None
+            if isinstance(request, Pause):
+                await asyncio.sleep(request.seconds)
+                continue
             try:
-                call = steps.send(result)
-            except StopIteration as done:
-                return done.value
-            with _store_failures(call):
-                if isinstance(call, Blocking):
-                    result = await asyncio.to_thread(call.function, *call.args)
-                else:
-                    result = await getattr(self.async_store, call.method)(*call.args, **call.kwargs)
+                result = await getattr(self.async_store, request.method)(*request.args, **request.kwargs)
+            except SessionStoreError as error:
+                failure = error
 
 
-@contextlib.contextmanager
-def _store_failures(call: Union[StoreCall, Blocking]) -> Iterator[None]:
-    """A store failure becomes :class:`SessionUnavailable` (a 503), a lock wait that timed out
-    :class:`SessionBusy` (a 503 too); each logged once."""
+class _Done(NamedTuple):
+    value: Any
+
+
+def _next_request(steps: Steps[Any], request: Any, result: Any, failure: Optional[SessionStoreError]) -> Any:
+    """Resume ``steps`` with ``request``'s ``result`` (or raise its ``failure`` in them): their
+    next request, or :class:`_Done` with what they returned.
+
+    A store failure the steps do not handle becomes :class:`SessionUnavailable` (a 503), logged once.
+    """
     try:
-        yield
+        return steps.throw(failure) if failure is not None else steps.send(result)
+    except StopIteration as done:
+        return _Done(done.value)
     except SessionUnavailable:
         raise
-    except LockTimeout as error:
-        log.warning("Session request refused: %s", error)
-        raise SessionBusy() from error
     except SessionStoreError as error:
-        name = call.method if isinstance(call, StoreCall) else call.function.__name__
-        log.error("Session store failed in %s: %s", name, error)
+        log.error("Session store failed in %s: %s", getattr(request, "method", "a lock wait"), error)
         raise SessionUnavailable() from error
 
 

@@ -7,7 +7,13 @@ import pytest
 from hug_cookie_sessions import RedisStore, SessionMiddleware
 from hug_cookie_sessions.signing import new_session_id
 from hug_cookie_sessions.stores.redis_async import AsyncRedisStore
-from hug_cookie_sessions.testing import BlockingFacade, StoreConformance, UserIndexConformance, record
+from hug_cookie_sessions.testing import (
+    BlockingFacade,
+    LockingConformance,
+    StoreConformance,
+    UserIndexConformance,
+    record,
+)
 
 from .conftest import FALCON_MAJOR, Servers
 from .support import make_site
@@ -30,7 +36,7 @@ async def _make(url: str, prefix: str) -> AsyncRedisStore:
     return AsyncRedisStore(url, prefix=prefix)
 
 
-class TestAsyncRedisStore(StoreConformance, UserIndexConformance):
+class TestAsyncRedisStore(StoreConformance, UserIndexConformance, LockingConformance):
     @pytest.fixture
     def store(self, async_store):
         return async_store
@@ -155,3 +161,25 @@ def test_a_users_sessions_are_listed_and_revoked_through_the_async_methods(async
     assert len(async_store.run(middleware.user_sessions_async("bob"))) == 1
     with pytest.raises(TypeError, match="async store"):
         middleware.user_sessions("bob")
+
+
+@needs_asgi
+def test_with_lock_overlapping_asgi_requests_of_one_session_take_turns_on_async_redis(
+    sites, redis_url, redis_prefix, clock
+):
+    servers = Servers("falcon-asgi")
+    try:
+        store = AsyncRedisStore(redis_url, prefix=redis_prefix)
+        site = make_site(servers, store, clock, lock=True, lock_timeout=5)
+        visitor = site.visitor()
+        visitor.post("/set", key="n", value="0")
+        slow = in_background(lambda: visitor.post("/set_when_released", key="n", value="1"))
+        assert site.gates.loaded.wait(10)
+        waiting = in_background(lambda: visitor.post("/append", key="log", value='"second"'))
+        # Waiting for the lock does not block the event loop: another visitor is served meanwhile.
+        assert site.visitor().get("/get", key="n").json()["value"] is None
+        site.gates.proceed.set()
+        assert slow().status_code == 200 and waiting().status_code == 200
+        assert visitor.get("/all").json()["data"] == {"n": 1, "log": ["second"]}
+    finally:
+        servers.stop_all()

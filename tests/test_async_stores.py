@@ -9,7 +9,12 @@ import pytest
 
 from hug_cookie_sessions import MemoryStore, SessionMiddleware, SQLiteStore
 from hug_cookie_sessions.stores.aio import AsyncStoreAdapter, as_async_store, is_async_store
-from hug_cookie_sessions.testing import BlockingFacade, StoreConformance, UserIndexConformance
+from hug_cookie_sessions.testing import (
+    BlockingFacade,
+    LockingConformance,
+    StoreConformance,
+    UserIndexConformance,
+)
 
 from .support import SECRET
 
@@ -27,13 +32,13 @@ def facade():
         made.close()
 
 
-class TestAdaptedMemoryStore(StoreConformance, UserIndexConformance):
+class TestAdaptedMemoryStore(StoreConformance, UserIndexConformance, LockingConformance):
     @pytest.fixture
     def store(self, facade):
         return facade(as_async_store(MemoryStore()))
 
 
-class TestAdaptedSQLiteStore(StoreConformance, UserIndexConformance):
+class TestAdaptedSQLiteStore(StoreConformance, UserIndexConformance, LockingConformance):
     @pytest.fixture
     def store(self, facade, tmp_path):
         return facade(as_async_store(SQLiteStore(str(tmp_path / "sessions.sqlite3"))))

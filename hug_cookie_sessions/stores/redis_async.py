@@ -1,7 +1,7 @@
 """``AsyncRedisStore``: :class:`~.redis.RedisStore` for asyncio apps, on ``redis.asyncio``.
 
 It keeps sessions exactly as ``RedisStore`` does (the same hash per session,
-the same fields, expiry and per-user index, written by the same Lua scripts),
+the same fields, expiry, per-user index and locks, written by the same Lua scripts),
 so a WSGI app on ``RedisStore`` and an ASGI app on ``AsyncRedisStore`` that
 share the secret key, the Redis and the ``prefix`` share their sessions.
 
@@ -18,9 +18,11 @@ from urllib.parse import urlsplit
 
 from .base import Record
 from .redis import (
+    _ACQUIRE_LOCK,
     _APPLY,
     _CREATE,
     _END_USER_SESSION,
+    _RELEASE_LOCK,
     _ROTATE,
     CONNECT_TIMEOUT,
     SOCKET_TIMEOUT,
@@ -86,9 +88,15 @@ class AsyncRedisStore:
             raise TypeError(
                 "AsyncRedisStore needs a redis.asyncio.Redis or a URL (Redis Cluster: RedisStore)"
             )
-        self._create, self._apply, self._rotate, self._end_user_session = (
-            self.client.register_script(script) for script in (_CREATE, _APPLY, _ROTATE, _END_USER_SESSION)
-        )
+        scripts = (_CREATE, _APPLY, _ROTATE, _END_USER_SESSION, _ACQUIRE_LOCK, _RELEASE_LOCK)
+        (
+            self._create,
+            self._apply,
+            self._rotate,
+            self._end_user_session,
+            self._acquire_lock,
+            self._release_lock,
+        ) = (self.client.register_script(script) for script in scripts)
 
     def _failures(self, action: str) -> Any:
         return _failures(self._where, self._secret, action)
@@ -173,6 +181,21 @@ class AsyncRedisStore:
             if members:
                 await self.client.srem(index, *members)
         return ended
+
+    # -- session locks (lock=True), awaited ----------------------------------------------------------
+
+    def _lock_key(self, sid: str) -> str:
+        return f"{self.prefix}lock:{sid}"
+
+    async def acquire_lock(self, sid: str, token: str, lease: float) -> bool:
+        """Take ``sid``'s lock as ``token`` for ``lease`` seconds, as ``RedisStore`` does; never waits."""
+        with self._failures("lock"):
+            return bool(await self._acquire_lock(keys=[self._lock_key(sid)], args=[token, _ms(lease)]))
+
+    async def release_lock(self, sid: str, token: str) -> None:
+        """Free ``sid``'s lock if ``token`` still holds it."""
+        with self._failures("unlock"):
+            await self._release_lock(keys=[self._lock_key(sid)], args=[token])
 
     async def aclose(self) -> None:
         """Close the client's connections if this store made the client from a URL."""
