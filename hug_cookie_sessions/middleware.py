@@ -12,10 +12,11 @@ The same middleware serves ``falcon.asgi.App`` through the ``*_async`` hooks.
 A mapping access cannot await, so there the session is loaded in
 ``process_request_async``, and only when the request carries a session cookie.
 
-Loading and saving are written once, as generators that *yield* the store
-calls they need (:class:`StoreCall`) and receive the results: :meth:`_run`
-makes the calls on a blocking store, :meth:`_run_async` awaits an async one.
-So WSGI and ASGI share every decision, and only the I/O differs.
+Loading, saving, locking and the per-user calls are written once, as steps
+(:mod:`hug_cookie_sessions.steps`): generators that *yield* the store calls and
+pauses they need and receive the results. :meth:`_run` carries them out with
+blocking calls, :meth:`_run_async` by awaiting an async store. So WSGI and ASGI
+share every decision, and only the I/O differs.
 """
 
 from __future__ import annotations
