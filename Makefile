@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format bench clean
+.PHONY: run test test-all lint format bench clean
 
 $(VENV)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The quick suite, then the nox matrix (noxfile.py): hug on Python 3.9-3.13, Falcon 3 and 4 WSGI + ASGI.
+test-all: test
+	$(BIN)/nox $(NOX_ARGS)
 
 # About ten minutes on two cores; writes docs/benchmarks.md and docs/benchmarks.png.
 # `make bench BENCH_ARGS=--quick` checks in a minute that it works (figures go to a temp dir).
@@ -39,4 +43,4 @@ format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .nox .pytest_cache .ruff_cache *.egg-info

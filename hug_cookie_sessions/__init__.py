@@ -1,7 +1,7 @@
 """Signed-cookie, server-side sessions for hug and Falcon.
 
-``RedisStore`` is imported on first use, so the ``redis`` package is needed
-only by those who use it (``pip install 'hug-cookie-sessions[redis]'``).
+``RedisStore`` and ``AsyncRedisStore`` are imported on first use, so the
+``redis`` package is needed only by those who use them (``pip install 'hug-cookie-sessions[redis]'``).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ from .stores.url import store_from_url
 
 if TYPE_CHECKING:
     from .stores.redis import RedisStore as RedisStore  # not in __all__: star imports need no redis
+    from .stores.redis_async import AsyncRedisStore as AsyncRedisStore
 
 __all__ = [
     "HugStoreAdapter",
@@ -39,9 +40,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import ``RedisStore`` when it is first asked for."""
+    """Import ``RedisStore`` or ``AsyncRedisStore`` when it is first asked for."""
     if name == "RedisStore":
         from .stores.redis import RedisStore
 
         return RedisStore
+    if name == "AsyncRedisStore":
+        from .stores.redis_async import AsyncRedisStore
+
+        return AsyncRedisStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,6 +23,7 @@ import secrets
 import time
 from typing import Any, Optional, Protocol, runtime_checkable
 
+from .steps import Pause, Steps, call
 from .stores.base import SessionStoreError
 
 log = logging.getLogger("hug_cookie_sessions")
@@ -51,7 +52,9 @@ class SessionLocks:
     """Takes per-session locks from ``store``, waiting up to ``timeout`` seconds for each."""
 
     def __init__(self, store: Any, timeout: float, lease: float) -> None:
-        if not isinstance(store, LockingStore):
+        # Not isinstance(store, LockingStore): from Python 3.12 that misses methods a wrapper
+        # provides through __getattr__.
+        if not all(callable(getattr(store, name, None)) for name in ("acquire_lock", "release_lock")):
             raise TypeError(f"{type(store).__name__} has no session locks (acquire_lock/release_lock)")
         if timeout < 0:
             raise ValueError("lock_timeout must be a number of seconds >= 0")
@@ -61,27 +64,28 @@ class SessionLocks:
         self.timeout = timeout
         self.lease = lease
 
-    def acquire(self, sid: str) -> str:
-        """Wait for ``sid``'s lock and take it; the token that releases it.
+    def acquire(self, sid: str) -> Steps[str]:
+        """Wait for ``sid``'s lock and take it (as steps); the token that releases it.
 
         Raises :class:`LockTimeout` after ``timeout`` seconds, and whatever
-        :class:`SessionStoreError` the store raises.
+        :class:`SessionStoreError` the store raises. The waits are
+        :class:`~.steps.Pause` steps, so on ASGI they sleep without a thread.
         """
         token = secrets.token_urlsafe(16)
         deadline = time.monotonic() + self.timeout
         pause = 0.002
-        while not self.store.acquire_lock(sid, token, self.lease):
+        while not (yield call("acquire_lock", sid, token, self.lease)):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise LockTimeout(f"session still locked after {self.timeout:g} s")
-            time.sleep(min(pause, left))
+            yield Pause(min(pause, left))
             pause = min(pause * 2, MAX_POLL_INTERVAL)
         return token
 
-    def release(self, sid: str, token: str) -> None:
-        """Free the lock; if the store fails, the lock is left to expire with its lease."""
+    def release(self, sid: str, token: str) -> Steps[None]:
+        """Free the lock (as steps); if the store fails, the lock is left to expire with its lease."""
         try:
-            self.store.release_lock(sid, token)
+            yield call("release_lock", sid, token)
         except SessionStoreError as error:
             log.error("Could not release a session lock (it expires with its lease): %s", error)
 
@@ -95,13 +99,13 @@ class RequestLock:
         self._locks = locks
         self._held: Optional[tuple[str, str]] = None
 
-    def acquire(self, sid: str) -> None:
-        """Lock ``sid`` for this request (releasing any lock it held before)."""
-        self.release()
-        self._held = (sid, self._locks.acquire(sid))
+    def acquire(self, sid: str) -> Steps[None]:
+        """Lock ``sid`` for this request (as steps), releasing any lock it held before."""
+        yield from self.release()
+        self._held = (sid, (yield from self._locks.acquire(sid)))
 
-    def release(self) -> None:
-        """Release what this request holds, if anything; safe to call more than once."""
+    def release(self) -> Steps[None]:
+        """Release what this request holds, if anything (as steps); safe to run more than once."""
         held, self._held = self._held, None
         if held is not None:
-            self._locks.release(*held)
+            yield from self._locks.release(*held)

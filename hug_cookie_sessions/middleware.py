@@ -7,16 +7,27 @@
 
 A request that never touches the session costs one small object and nothing
 else: no cookie parsing, no signature check, no store I/O, no header.
+
+The same middleware serves ``falcon.asgi.App`` through the ``*_async`` hooks.
+A mapping access cannot await, so there the session is loaded in
+``process_request_async``, and only when the request carries a session cookie.
+
+Loading, saving, locking and the per-user calls are written once, as steps
+(:mod:`hug_cookie_sessions.steps`): generators that *yield* the store calls and
+pauses they need and receive the results. :meth:`_run` carries them out with
+blocking calls, :meth:`_run_async` by awaiting an async store. So WSGI and ASGI
+share every decision, and only the I/O differs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import falcon
 
@@ -24,7 +35,9 @@ from .cookies import CookieSettings, cookie_values
 from .locking import LockTimeout, RequestLock, SessionLocks
 from .session import Changes, Session, SessionValueError
 from .signing import SecretKey, SessionSigner, new_session_id
-from .stores.base import Record, SessionStoreError, Store, UserIndex
+from .steps import Pause, Steps, T, call
+from .stores.aio import as_async_store, is_async_store
+from .stores.base import Record, SessionStoreError, Store
 from .stores.memory import MemoryStore
 
 log = logging.getLogger("hug_cookie_sessions")
@@ -79,6 +92,10 @@ class SessionInfo:
     expires_at: float
 
 
+#: What loading gives a :class:`Session`: ``(session id, record, reissue)``.
+Opened = tuple[Optional[str], Optional[Record], bool]
+
+
 class SessionMiddleware:
     """Server-side sessions behind a signed session-ID cookie, for hug and Falcon.
 
@@ -119,6 +136,7 @@ class SessionMiddleware:
             raise ValueError("refresh_fraction must be in [0, 1)")
         self.signer = SessionSigner(secret_key)
         self.store: Store = adapt_store(store)
+        self.async_store = as_async_store(self.store)
         self.cookie = CookieSettings(
             cookie_name, cookie_path, cookie_domain, cookie_secure, cookie_http_only, cookie_same_site
         )
@@ -131,12 +149,10 @@ class SessionMiddleware:
         self.locks = SessionLocks(self.store, lock_timeout, lock_lease) if lock else None
         self._lock_key = f"{context_name}.lock"
 
-    # -- Falcon hooks ----------------------------------------------------------------
+    # -- Falcon hooks (WSGI: hug, falcon.App) ---------------------------------------------
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        lock = None
-        if self.locks is not None:
-            lock = req.context[self._lock_key] = RequestLock(self.locks)
+        lock = self._new_lock(req)
         # The session keeps the Cookie header, not the request: the request holds
         # the session, and that cycle would leave every request to the garbage collector.
         cookie_header = req.get_header("Cookie")
@@ -146,21 +162,66 @@ class SessionMiddleware:
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
         try:
-            self._finish(req, resp, req_succeeded)
+            session = self._session_to_save(req, resp, req_succeeded)
+            if session is not None:
+                self._send_cookie(resp, self._run(self._commit(session, keep_empty=False)))
         finally:
-            lock = req.context.get(self._lock_key) if self.locks is not None else None
-            if lock is not None:
-                lock.release()
+            self._run(self._release_lock(req))
 
-    def _finish(self, req: falcon.Request, resp: falcon.Response, req_succeeded: bool) -> None:
-        """Save the session and set the cookie: the whole of ``process_response`` but the lock."""
+    # -- Falcon hooks (ASGI: falcon.asgi.App) ------------------------------------------------
+
+    async def process_request_async(self, req: Any, resp: Any) -> None:
+        """Load the session now if the request carries a session cookie; without one, no store I/O.
+
+        A store failure here is raised only when the handler uses the
+        session, so routes that never do keep working during an outage.
+        """
+        lock = self._new_lock(req)
+        opened: Callable[[], Opened] = _nothing_opened
+        tokens = req.get_cookie_values(self.cookie.name)
+        if tokens:
+            try:
+                result = await self._run_async(self._open_tokens(tokens, lock))
+            except SessionUnavailable as error:
+                opened = partial(_raise, error)
+            else:
+                opened = partial(_given, result)
+        req.context[self.context_name] = Session(opened)
+
+    async def process_response_async(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
+        try:
+            session = self._session_to_save(req, resp, req_succeeded)
+            if session is not None:
+                self._send_cookie(resp, await self._run_async(self._commit(session, keep_empty=False)))
+        finally:
+            await self._run_async(self._release_lock(req))
+
+    # -- what both kinds of hooks share ----------------------------------------------------------
+
+    def _new_lock(self, req: Any) -> Optional[RequestLock]:
+        """With ``lock=True``, the request's lock holder (nothing is locked yet)."""
+        if self.locks is None:
+            return None
+        lock = req.context[self._lock_key] = RequestLock(self.locks)
+        return lock
+
+    def _release_lock(self, req: Any) -> Steps[None]:
+        lock = req.context.get(self._lock_key) if self.locks is not None else None
+        if lock is not None:
+            yield from lock.release()
+
+    def _session_to_save(self, req: Any, resp: Any, req_succeeded: bool) -> Optional[Session]:
+        """The request's session if saving it is due; marks responses that used it ``Vary: Cookie``."""
         session = req.context.get(self.context_name)
         if not isinstance(session, Session) or not session.loaded:
-            return
+            return None
         _add_vary_cookie(resp)
         if not req_succeeded or _status_code(resp) >= 500:
-            return
-        outcome = self._commit(session, keep_empty=False)
+            return None
+        return session
+
+    def _send_cookie(self, resp: Any, outcome: Any) -> None:
+        """Add the ``Set-Cookie`` header that :meth:`_commit`'s ``outcome`` calls for, if any."""
         if outcome is None:
             return
         if outcome is _EXPIRE:
@@ -180,11 +241,22 @@ class SessionMiddleware:
 
         An invalid, unknown or expired token gives an empty new session.
         """
-        return Session(partial(self._open_tokens, [token] if token else []))
+        return Session(partial(self._open, [token] if token else []))
 
     def save(self, session: Session) -> Optional[str]:
         """Store ``session`` now, even if empty; its signed token, or None if it ended."""
-        outcome = self._commit(session, keep_empty=True)
+        return self._token(session, self._run(self._commit(session, keep_empty=True)))
+
+    async def open_async(self, token: Optional[str]) -> Session:
+        """:meth:`open` for asyncio apps: the session is loaded before it is returned."""
+        return Session(partial(_given, await self._run_async(self._open_tokens([token] if token else []))))
+
+    async def save_async(self, session: Session) -> Optional[str]:
+        """:meth:`save` for asyncio apps, for a session from :meth:`open_async` or the ASGI hooks."""
+        return self._token(session, await self._run_async(self._commit(session, keep_empty=True)))
+
+    def _token(self, session: Session, outcome: Any) -> Optional[str]:
+        """The signed token that names ``session`` after a save with ``outcome``."""
         if outcome is _EXPIRE:
             return None
         if outcome is None:
@@ -195,8 +267,36 @@ class SessionMiddleware:
 
     def user_sessions(self, user_id: str) -> list[SessionInfo]:
         """``user_id``'s live sessions, newest first, with handles for :meth:`revoke` (never IDs)."""
+        return self._run(self._user_sessions(user_id))
+
+    def revoke_user(self, user_id: str) -> int:
+        """End every session of ``user_id`` ("log out everywhere"); returns how many."""
+        return self._run(self._revoke_user(user_id))
+
+    def revoke(self, handle: str) -> bool:
+        """End the one session named by ``handle`` (from :meth:`user_sessions`); False if none.
+
+        Check that the handle belongs to the logged-in user before calling this
+        on their behalf: :meth:`SessionSigner.handle_user` tells whose it is.
+        """
+        return self._run(self._revoke(handle))
+
+    async def user_sessions_async(self, user_id: str) -> list[SessionInfo]:
+        """:meth:`user_sessions` for asyncio apps."""
+        return await self._run_async(self._user_sessions(user_id))
+
+    async def revoke_user_async(self, user_id: str) -> int:
+        """:meth:`revoke_user` for asyncio apps."""
+        return await self._run_async(self._revoke_user(user_id))
+
+    async def revoke_async(self, handle: str) -> bool:
+        """:meth:`revoke` for asyncio apps."""
+        return await self._run_async(self._revoke(handle))
+
+    def _user_sessions(self, user_id: str) -> Steps[list[SessionInfo]]:
+        self._check_user_index()
         now = self.clock()
-        records = self._call_store(self._user_index().user_sessions, user_id)
+        records = yield call("user_sessions", user_id)
         sessions = [
             SessionInfo(
                 self.signer.handle(user_id, sid),
@@ -209,22 +309,18 @@ class SessionMiddleware:
         ]
         return sorted(sessions, key=lambda info: info.created_at, reverse=True)
 
-    def revoke_user(self, user_id: str) -> int:
-        """End every session of ``user_id`` ("log out everywhere"); returns how many."""
-        return self._call_store(self._user_index().delete_user_sessions, user_id)
+    def _revoke_user(self, user_id: str) -> Steps[int]:
+        self._check_user_index()
+        return (yield call("delete_user_sessions", user_id))
 
-    def revoke(self, handle: str) -> bool:
-        """End the one session named by ``handle`` (from :meth:`user_sessions`); False if none.
-
-        Check that the handle belongs to the logged-in user before calling this
-        on their behalf: :meth:`SessionSigner.handle_user` tells whose it is.
-        """
+    def _revoke(self, handle: str) -> Steps[bool]:
+        self._check_user_index()
         user_id = self.signer.handle_user(handle)
         if user_id is None:
             return False
-        for sid in self._call_store(self._user_index().user_sessions, user_id):
+        for sid in (yield call("user_sessions", user_id)):
             if hmac.compare_digest(self.signer.handle(user_id, sid), handle):
-                self._call_store(self.store.delete, sid)
+                yield call("delete", sid)
                 return True
         return False
 
@@ -234,21 +330,24 @@ class SessionMiddleware:
             return None
         return self.signer.handle(session.user_id, session.id)
 
-    def _user_index(self) -> UserIndex:
-        if not isinstance(self.store, UserIndex):
+    def _check_user_index(self) -> None:
+        """Raise TypeError unless the store keeps a per-user index (:class:`~.stores.base.UserIndex`)."""
+        # Not isinstance(store, UserIndex): from Python 3.12 that ignores methods a
+        # wrapper provides through __getattr__.
+        if not all(
+            callable(getattr(self.store, name, None)) for name in ("user_sessions", "delete_user_sessions")
+        ):
             raise TypeError(f"{type(self.store).__name__} cannot list or revoke a user's sessions")
-        return self.store
 
     # -- loading --------------------------------------------------------------------------
 
-    def _open_from_cookie(
-        self, header: Optional[str], lock: Optional[RequestLock]
-    ) -> tuple[Optional[str], Optional[Record], bool]:
-        return self._open_tokens(cookie_values(header, self.cookie.name) if header else (), lock)
+    def _open_from_cookie(self, header: Optional[str], lock: Optional[RequestLock]) -> Opened:
+        return self._open(cookie_values(header, self.cookie.name) if header else (), lock)
 
-    def _open_tokens(
-        self, tokens: Sequence[str], lock: Optional[RequestLock] = None
-    ) -> tuple[Optional[str], Optional[Record], bool]:
+    def _open(self, tokens: Sequence[str], lock: Optional[RequestLock] = None) -> Opened:
+        return self._run(self._open_tokens(tokens, lock))
+
+    def _open_tokens(self, tokens: Sequence[str], lock: Optional[RequestLock] = None) -> Steps[Opened]:
         """The first token that verifies and names a live session wins (locked first, with a ``lock``)."""
         now = self.clock()
         for token in tokens[:MAX_COOKIES_CHECKED]:
@@ -258,23 +357,27 @@ class SessionMiddleware:
                 continue
             sid, current_key = verified
             if lock is not None:
-                self._call_store(lock.acquire, sid)
-            record = self._call_store(self.store.load, sid)
+                try:
+                    yield from lock.acquire(sid)
+                except LockTimeout as error:
+                    log.warning("Session request refused: %s", error)
+                    raise SessionBusy() from error
+            record = yield call("load", sid)
             if record is not None and record.expires_at > now:
                 return sid, record, not current_key
             if lock is not None:
-                lock.release()
+                yield from lock.release()
         return None, None, False
 
     # -- saving ---------------------------------------------------------------------------
 
-    def _commit(self, session: Session, *, keep_empty: bool):
+    def _commit(self, session: Session, *, keep_empty: bool) -> Steps[Any]:
         """Persist ``session``. Returns what the cookie must become: None (unchanged),
         ``_EXPIRE``, or ``(sid, record)`` to (re)issue."""
         changes = _changes(session)
         now = self.clock()
         if changes.ended_sid:
-            self._call_store(self.store.delete, changes.ended_sid)
+            yield call("delete", changes.ended_sid)
         old, old_sid = session.record, session.id
         idle_timeout = changes.idle_timeout
         if idle_timeout is None and old is not None:
@@ -292,10 +395,10 @@ class SessionMiddleware:
 
         if old is not None and not changes.regenerate:
             if changes.removed and not keep_empty and not session.full_data(changes.changed):
-                self._call_store(self.store.delete, old_sid)
+                yield call("delete", old_sid)
                 return _EXPIRE
-            alive = self._call_store(
-                self.store.apply,
+            alive = yield call(
+                "apply",
                 old_sid,
                 changes.changed,
                 changes.removed,
@@ -314,14 +417,14 @@ class SessionMiddleware:
             data = session.full_data(changes.changed)
             if not data and not keep_empty and (old is None or changes.removed):
                 if old is not None:
-                    self._call_store(self.store.delete, old_sid)
+                    yield call("delete", old_sid)
                 return _EXPIRE if old is not None or changes.ended_sid else None
             user_id = changes.user_id or (old.user_id if old is not None else None)
             record = Record(data, created_at, expires_at, user_id, idle_timeout)
             sid = new_session_id()
             if old is None:
-                self._call_store(self.store.create, sid, record)
-            elif not self._call_store(self.store.rotate, old_sid, sid, record):
+                yield call("create", sid, record)
+            elif not (yield call("rotate", old_sid, sid, record)):
                 return _EXPIRE
         session.stored_as(sid, record)
         cookie_changes = (
@@ -354,17 +457,79 @@ class SessionMiddleware:
 
     # -- store calls ----------------------------------------------------------------------
 
-    def _call_store(self, method: Callable, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(*args, **kwargs)
-        except SessionUnavailable:
-            raise
-        except LockTimeout as error:
-            log.warning("Session request refused: %s", error)
-            raise SessionBusy() from error
-        except SessionStoreError as error:
-            log.error("Session store failed in %s: %s", getattr(method, "__name__", method), error)
-            raise SessionUnavailable() from error
+    def _run(self, steps: Steps[T]) -> T:
+        """Carry out ``steps`` with blocking calls on :attr:`store`; what ``steps`` returns."""
+        request: Any = None
+        result: Any = None
+        failure: Optional[SessionStoreError] = None
+        while True:
+            request = _next_request(steps, request, result, failure)
+            if isinstance(request, _Done):
+                return request.value
+            result, failure = None, None
+            if isinstance(request, Pause):
+                time.sleep(request.seconds)
+                continue
+            if is_async_store(self.store):
+                raise TypeError(
+                    f"{type(self.store).__name__} is an async store: use it with falcon.asgi.App "
+                    "(a WSGI app needs a blocking store, such as RedisStore instead of AsyncRedisStore)"
+                )
+            try:
+                result = getattr(self.store, request.method)(*request.args, **request.kwargs)
+            except SessionStoreError as error:
+                failure = error
+
+    async def _run_async(self, steps: Steps[T]) -> T:
+        """Carry out ``steps`` by awaiting :attr:`async_store`; what ``steps`` returns."""
+        request: Any = None
+        result: Any = None
+        failure: Optional[SessionStoreError] = None
+        while True:
+            request = _next_request(steps, request, result, failure)
+            if isinstance(request, _Done):
+                return request.value
+            result, failure = None, None
+            if isinstance(request, Pause):
+                await asyncio.sleep(request.seconds)
+                continue
+            try:
+                result = await getattr(self.async_store, request.method)(*request.args, **request.kwargs)
+            except SessionStoreError as error:
+                failure = error
+
+
+class _Done(NamedTuple):
+    value: Any
+
+
+def _next_request(steps: Steps[Any], request: Any, result: Any, failure: Optional[SessionStoreError]) -> Any:
+    """Resume ``steps`` with ``request``'s ``result`` (or raise its ``failure`` in them): their
+    next request, or :class:`_Done` with what they returned.
+
+    A store failure the steps do not handle becomes :class:`SessionUnavailable` (a 503), logged once.
+    """
+    try:
+        return steps.throw(failure) if failure is not None else steps.send(result)
+    except StopIteration as done:
+        return _Done(done.value)
+    except SessionUnavailable:
+        raise
+    except SessionStoreError as error:
+        log.error("Session store failed in %s: %s", getattr(request, "method", "a lock wait"), error)
+        raise SessionUnavailable() from error
+
+
+def _nothing_opened() -> Opened:
+    return None, None, False
+
+
+def _given(opened: Opened) -> Opened:
+    return opened
+
+
+def _raise(error: Exception) -> Opened:
+    raise error
 
 
 _EXPIRE = object()

@@ -12,12 +12,18 @@ fixture that returns a fresh, empty store::
 
 Every test states one promise of the store protocol in its name. Times are
 real Unix times: records are created already expired rather than waited on.
+
+An async store (``falcon.asgi.App``) is checked the same way: return
+``BlockingFacade(MyAsyncStore(...))`` from the fixture, and close the facade
+after the test.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from typing import Any, Callable
 
 import pytest
 
@@ -31,6 +37,41 @@ def record(data: dict[str, str] | None = None, *, ttl: float = HOUR, **meta) -> 
     """A record that expires ``ttl`` seconds from now."""
     now = time.time()
     return Record(dict(data or {}), now, now + ttl, **meta)
+
+
+class BlockingFacade:
+    """An async store's methods as blocking calls, awaited on the facade's own event loop.
+
+    The loop runs on one background thread for the facade's life, so a store
+    whose connections belong to a loop (``redis.asyncio``) keeps working
+    across calls; calls from several threads are awaited concurrently there.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        method = getattr(self.store, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return asyncio.run_coroutine_threadsafe(method(*args, **kwargs), self._loop).result(30)
+
+        return call
+
+    def run(self, coroutine: Any) -> Any:
+        """Await ``coroutine`` on the facade's loop; its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(30)
+
+    def close(self) -> None:
+        """Stop the loop and its thread (call ``aclose`` on the store first, if it has one)."""
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
 
 
 class StoreConformance:

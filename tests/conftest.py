@@ -1,4 +1,4 @@
-"""Shared fixtures: an injectable clock, every store, and real HTTP servers on loopback."""
+"""Shared fixtures: an injectable clock, every store, the web frameworks, real HTTP servers on loopback."""
 
 from __future__ import annotations
 
@@ -14,12 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import falcon
 import pytest
 import requests
 
 from hug_cookie_sessions import MemoryStore, SQLiteStore
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+#: hug pins Falcon 2.0, which has no ASGI; Falcon 3 and later run both app kinds.
+FALCON_MAJOR = int(falcon.__version__.split(".")[0])
+FRAMEWORKS = ["hug"] if FALCON_MAJOR < 3 else ["falcon-wsgi", "falcon-asgi"]
+
+needs_hug = pytest.mark.skipif(FALCON_MAJOR >= 3, reason="hug needs Falcon 2.0")
 
 
 @pytest.fixture(scope="session")
@@ -93,24 +100,78 @@ class _ThreadingWSGIServer(WSGIServer):
             self.shutdown_request(request)
 
 
-@pytest.fixture
-def serve():
-    """``serve(wsgi_app) -> base URL`` of a real threaded HTTP server on 127.0.0.1."""
-    servers = []
+@pytest.fixture(params=FRAMEWORKS)
+def framework(request) -> str:
+    """Each web framework this environment has: ``hug``, or ``falcon-wsgi`` and ``falcon-asgi``."""
+    return request.param
 
-    def start(app) -> str:
+
+class Servers:
+    """``servers(app) -> base URL``: ``app`` served on 127.0.0.1 for the test, stopped after it.
+
+    WSGI apps run in a threaded ``wsgiref`` server, ASGI apps in uvicorn on its
+    own thread and event loop. ``framework`` tells apps which kind to build.
+    """
+
+    def __init__(self, framework: str) -> None:
+        self.framework = framework
+        self._stops: list = []
+
+    def __call__(self, app) -> str:
+        if self.framework == "falcon-asgi":
+            return self._uvicorn(app)
         server = make_server(
             "127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
         )
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
-        servers.append(server)
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(10)
+
+        self._stops.append(stop)
         return f"http://127.0.0.1:{server.server_address[1]}"
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    def _uvicorn(self, app) -> str:
+        import uvicorn
+
+        sock = socket.socket()
+        # Accepted connections inherit this; without it each response waits ~40 ms for a delayed ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+
+        def stop() -> None:
+            server.should_exit = True
+            thread.join(10)
+            sock.close()
+            assert not thread.is_alive(), "uvicorn did not stop"
+
+        self._stops.append(stop)
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    def stop_all(self) -> None:
+        for stop in reversed(self._stops):
+            stop()
+
+
+@pytest.fixture
+def serve(framework):
+    """``serve(app) -> base URL`` of a real HTTP server on 127.0.0.1 for ``framework``'s app."""
+    servers = Servers(framework)
+    yield servers
+    servers.stop_all()
 
 
 @pytest.fixture

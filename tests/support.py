@@ -38,10 +38,11 @@ class CountingStore:
 
 
 class Site:
-    """The test app behind a real HTTP server, with its middleware and store at hand."""
+    """The test app behind a real HTTP server, with its framework, middleware and store at hand."""
 
-    def __init__(self, url: str, middleware: SessionMiddleware, gates: Gates) -> None:
+    def __init__(self, url: str, framework: str, middleware: SessionMiddleware, gates: Gates) -> None:
         self.url = url
+        self.framework = framework
         self.middleware = middleware
         self.store = middleware.store
         self.gates = gates
@@ -75,7 +76,9 @@ class Visitor:
 
 
 def make_site(serve, store, clock, **options: Any) -> Site:
+    """The test app of ``serve``'s framework with a middleware on ``store``, served on loopback."""
     options.setdefault("cookie_secure", False)  # plain http on loopback
     middleware = SessionMiddleware(options.pop("secret_key", SECRET), store, clock=clock, **options)
     gates = Gates()
-    return Site(serve(build_app(middleware, gates)), middleware, gates)
+    url = serve(build_app(middleware, gates, serve.framework))
+    return Site(url, serve.framework, middleware, gates)

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# A browser adds nothing per Python or Falcon version: the nox matrix leaves these to `make test`.
+pytestmark = pytest.mark.main_env_only
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",

@@ -17,6 +17,10 @@ import requests
 from hug_cookie_sessions import MemoryStore, SQLiteStore
 from hug_cookie_sessions.signing import SessionSigner, new_session_id
 
+from .conftest import needs_hug
+
+pytestmark = needs_hug  # the example is a hug app
+
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 

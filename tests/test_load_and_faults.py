@@ -25,6 +25,10 @@ from hug_cookie_sessions import SessionStoreError, SQLiteStore
 
 from .servers import Gunicorn, client, new_session, report, store_env, wait_until
 
+# Load against the hug app of tests/served_app.py: heavy, and the same on every Python and Falcon,
+# so the nox matrix leaves it to `make test`.
+pytestmark = pytest.mark.main_env_only
+
 CLIENTS = 20
 REQUESTS = 200  # per client: alternately a write of its own key and a read of it back
 SHARED_SESSIONS = 4  # each session is shared by CLIENTS / SHARED_SESSIONS clients

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import hug.store
 import pytest
 
 from hug_cookie_sessions import MemoryStore, SessionMiddleware, SessionStoreError, SQLiteStore
 from hug_cookie_sessions.testing import LockingConformance
 
+from .conftest import needs_hug
 from .servers import Gunicorn, client, new_session, report, store_env, wait_until
 from .support import SECRET, CountingStore, make_site
 
@@ -182,7 +182,23 @@ def test_the_lock_is_released_when_saving_fails(serve, clock, any_store):
 
 def test_locking_with_a_store_that_has_no_locks_is_refused_at_start_up():
     with pytest.raises(TypeError, match="no session locks"):
-        SessionMiddleware(SECRET, hug.store.InMemoryStore(), lock=True)
+        SessionMiddleware(SECRET, HugStyleStore(), lock=True)
+
+
+class HugStyleStore:
+    """The interface of hug's own stores (get/exists/set/delete), which has no locks."""
+
+    def get(self, key):
+        return None
+
+    def exists(self, key):
+        return False
+
+    def set(self, key, data):
+        pass
+
+    def delete(self, key):
+        pass
 
 
 @pytest.mark.parametrize("options", [{"lock_timeout": -1}, {"lock_lease": 0}])
@@ -232,6 +248,7 @@ def count_concurrently(url: str) -> tuple[list[int], int, float]:
     [("memory", 1, 8), ("sqlite", 2, 4), ("redis", 2, 4)],
     ids=["memory-1x8", "sqlite-2x4", "redis-2x4"],
 )
+@needs_hug  # gunicorn serves tests/served_app.py, a hug app
 def test_concurrent_increments_of_one_session_all_count(tmp_path, request, kind, workers, threads):
     env = {**store_env(kind, request, tmp_path), "SESSION_LOCK": "1"}
     with Gunicorn(tmp_path, env, workers=workers, threads=threads) as server:

@@ -9,13 +9,13 @@ import sys
 import textwrap
 import time
 
-import hug.store
 import pytest
 
 from hug_cookie_sessions import MemoryStore, SQLiteStore
 from hug_cookie_sessions.signing import new_session_id
 from hug_cookie_sessions.testing import record
 
+from .conftest import needs_hug
 from .support import make_site
 
 
@@ -73,6 +73,16 @@ def test_a_corrupt_sqlite_file_is_a_503_and_the_app_recovers_once_it_is_replaced
     os.remove(db_path)
     assert visitor.post("/set", key="n", value="1").status_code == 200
     assert visitor.value("n") == 1
+
+
+def test_during_an_outage_a_visitor_with_a_session_still_gets_pages_that_do_not_use_it(
+    serve, clock, db_path, tmp_path
+):
+    visitor = make_site(serve, SQLiteStore(db_path), clock).visitor()
+    visitor.post("/set", key="n", value="1")
+    visitor.site = make_site(serve, SQLiteStore(str(tmp_path / "missing-dir" / "s.sqlite3")), clock)
+    assert visitor.get("/untouched").status_code == 200
+    assert visitor.get("/get", key="n").status_code == 503
 
 
 def test_an_unreachable_sqlite_path_is_a_503_not_a_crash(serve, clock, tmp_path):
@@ -149,7 +159,10 @@ def test_the_memory_store_drops_expired_sessions_before_evicting_live_ones():
 # -- hug's own stores ------------------------------------------------------------------------
 
 
+@needs_hug
 def test_a_hug_store_works_through_the_adapter(serve, clock):
+    import hug.store
+
     site = make_site(serve, hug.store.InMemoryStore(), clock)
     visitor = site.visitor()
     visitor.post("/set", key="n", value="1")

@@ -264,16 +264,8 @@ class RedisStore:
         """The Redis client."""
         return self._connected().client
 
-    @contextlib.contextmanager
-    def _failures(self, action: str) -> Iterator[None]:
-        """Turn any Redis failure into a SessionStoreError that names no secret."""
-        try:
-            yield
-        except (RedisError, RedisClusterException) as error:
-            message = f"Redis session store {self._where}: {action} failed: {type(error).__name__}: {error}"
-            if self._secret:
-                message = message.replace(self._secret, "***")
-            raise SessionStoreError(message) from error
+    def _failures(self, action: str) -> contextlib.AbstractContextManager:
+        return _failures(self._where, self._secret, action)
 
     def _key(self, sid: str) -> str:
         return self.prefix + sid
@@ -303,24 +295,7 @@ class RedisStore:
         backend = self._connected()
         with self._failures("load"):
             fields = backend.client.hgetall(self._key(sid))
-        meta, data = {}, {}
-        for name, value in fields.items():
-            name, value = _text(name), _text(value)
-            if name.startswith(DATA):
-                data[name[len(DATA) :]] = value
-            else:
-                meta[name] = value
-        expires = meta.get("expires")
-        if expires is None or float(expires) <= time.time():
-            return None
-        idle = meta.get("idle")
-        return Record(
-            data,
-            float(meta["created"]),
-            float(expires),
-            meta.get("user"),
-            None if idle is None else int(idle),
-        )
+        return _record_from_hash(fields, time.time())
 
     def create(self, sid: str, record: Record) -> None:
         backend, key = self._connected(), self._key(sid)
@@ -338,15 +313,7 @@ class RedisStore:
         user_id: Optional[str] = None,
         idle_timeout: Optional[int] = None,
     ) -> bool:
-        pairs = ["expires", repr(expires_at)]
-        if user_id is not None:
-            pairs += ["user", user_id]
-        if idle_timeout is not None:
-            pairs += ["idle", str(idle_timeout)]
-        for key, value in changed.items():
-            pairs += [DATA + key, value]
-        args = [repr(time.time()), _ms(expires_at), len(pairs) // 2, *pairs]
-        args += [DATA + key for key in removed]
+        args = _apply_args(changed, removed, expires_at, user_id, idle_timeout, time.time())
         backend, key = self._connected(), self._key(sid)
         with self._failures("apply"):
             index = self._index(backend, user_id, key)
@@ -431,15 +398,11 @@ class RedisStore:
             pipeline.hmget(member, "created", "expires", "user", "idle")
         now, live, gone = time.time(), {}, []
         for member, fields in zip(members, pipeline.execute(raise_on_error=False)):
-            if isinstance(fields, Exception):  # not a hash: not a session
-                fields = [None] * 4
-            created, expires, user, idle = (None if value is None else _text(value) for value in fields)
-            if expires is None or float(expires) <= now or user != user_id:
+            record = _user_record(fields, user_id, now)
+            if record is None:
                 gone.append(member)
-                continue
-            live[_text(member)[len(self.prefix) :]] = Record(
-                {}, float(created), float(expires), user, None if idle is None else int(idle)
-            )
+            else:
+                live[_text(member)[len(self.prefix) :]] = record
         if gone:
             backend.client.srem(index, *gone)
         return live
@@ -504,6 +467,69 @@ def _count_sessions(client: redis.Redis, pattern: str) -> int:
             total += sum(1 for found in pipeline.execute(raise_on_error=False) if found is True)
         if not cursor:
             return total
+
+
+# -- what RedisStore and AsyncRedisStore share: the layout, read and written ----------------
+
+
+@contextlib.contextmanager
+def _failures(where: str, secret: Optional[str], action: str) -> Iterator[None]:
+    """Turn any Redis failure into a SessionStoreError that names no secret."""
+    try:
+        yield
+    except (RedisError, RedisClusterException) as error:
+        message = f"Redis session store {where}: {action} failed: {type(error).__name__}: {error}"
+        if secret:
+            message = message.replace(secret, "***")
+        raise SessionStoreError(message) from error
+
+
+def _record_from_hash(fields: Mapping, now: float) -> Optional[Record]:
+    """The record a session hash (``HGETALL``) holds, or None if it is missing or expired at ``now``."""
+    meta, data = {}, {}
+    for name, value in fields.items():
+        name, value = _text(name), _text(value)
+        if name.startswith(DATA):
+            data[name[len(DATA) :]] = value
+        else:
+            meta[name] = value
+    expires = meta.get("expires")
+    if expires is None or float(expires) <= now:
+        return None
+    idle = meta.get("idle")
+    return Record(
+        data, float(meta["created"]), float(expires), meta.get("user"), None if idle is None else int(idle)
+    )
+
+
+def _apply_args(
+    changed: Mapping[str, str],
+    removed: Collection[str],
+    expires_at: float,
+    user_id: Optional[str],
+    idle_timeout: Optional[int],
+    now: float,
+) -> list:
+    """The ``_APPLY`` script's ARGV for one :meth:`RedisStore.apply` call."""
+    pairs = ["expires", repr(expires_at)]
+    if user_id is not None:
+        pairs += ["user", user_id]
+    if idle_timeout is not None:
+        pairs += ["idle", str(idle_timeout)]
+    for key, value in changed.items():
+        pairs += [DATA + key, value]
+    return [repr(now), _ms(expires_at), len(pairs) // 2, *pairs, *(DATA + key for key in removed)]
+
+
+def _user_record(fields: Any, user_id: str, now: float) -> Optional[Record]:
+    """The data-less record of one ``HMGET created expires user idle`` reply, if it is a live
+    session of ``user_id`` (a reply that is an error was no hash, so no session)."""
+    if isinstance(fields, Exception):
+        return None
+    created, expires, user, idle = (None if value is None else _text(value) for value in fields)
+    if expires is None or float(expires) <= now or user != user_id:
+        return None
+    return Record({}, float(created), float(expires), user, None if idle is None else int(idle))
 
 
 def _scheme(url: str) -> str:

@@ -1,0 +1,83 @@
+"""Stores for asyncio apps (``falcon.asgi.App``): the async protocol, and blocking stores made async.
+
+An async store has the methods of :class:`~.base.Store` as coroutines
+(``AsyncRedisStore``, or your own). Any blocking store works too:
+:func:`as_async_store` runs each of its calls in a worker thread with
+:func:`asyncio.to_thread`, so SQLite's file I/O (or a hug store's) never stalls
+the event loop. ``MemoryStore`` is the exception: it does no I/O and holds its
+lock for microseconds, so it is called directly, which is cheaper than a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any, Callable, Collection, Mapping, Optional, Protocol, runtime_checkable
+
+from .base import Record
+from .memory import MemoryStore
+
+
+@runtime_checkable
+class AsyncStore(Protocol):
+    """:class:`~.base.Store` for asyncio: the same methods and promises, awaited."""
+
+    async def load(self, sid: str) -> Optional[Record]: ...
+
+    async def create(self, sid: str, record: Record) -> None: ...
+
+    async def apply(
+        self,
+        sid: str,
+        changed: Mapping[str, str],
+        removed: Collection[str],
+        expires_at: float,
+        *,
+        user_id: Optional[str] = None,
+        idle_timeout: Optional[int] = None,
+    ) -> bool: ...
+
+    async def rotate(self, old_sid: str, new_sid: str, record: Record) -> bool: ...
+
+    async def delete(self, sid: str) -> None: ...
+
+
+def is_async_store(store: Any) -> bool:
+    """Whether ``store``'s methods are coroutines (to be awaited) rather than blocking calls."""
+    return inspect.iscoroutinefunction(getattr(store, "load", None))
+
+
+def as_async_store(store: Any) -> AsyncStore:
+    """``store`` itself if it is async, else an :class:`AsyncStoreAdapter` around it."""
+    return store if is_async_store(store) else AsyncStoreAdapter(store)
+
+
+class AsyncStoreAdapter:
+    """Presents a blocking store through the async protocol.
+
+    Every method of the wrapped store (the protocol's and any other, such as
+    ``user_sessions``) becomes a coroutine function. ``in_thread`` says whether
+    calls go to a worker thread; by default all do except a ``MemoryStore``'s.
+    """
+
+    def __init__(self, store: Any, *, in_thread: Optional[bool] = None) -> None:
+        self.store = store
+        self.in_thread = not isinstance(store, MemoryStore) if in_thread is None else in_thread
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.store, name) if not name.startswith("_") else None
+        if not callable(method):
+            raise AttributeError(name)
+        if self.in_thread:
+
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                return await asyncio.to_thread(method, *args, **kwargs)
+
+        else:
+
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                return method(*args, **kwargs)
+
+        call.__name__ = call.__qualname__ = name
+        setattr(self, name, call)  # later lookups skip __getattr__
+        return call
