@@ -397,13 +397,16 @@ class SessionMiddleware:
             if changes.removed and not keep_empty and not session.full_data(changes.changed):
                 yield call("delete", old_sid)
                 return _EXPIRE
+            # A bound session whose expiry moves names its user again, so that a
+            # store's user index can move its own expiry too (Redis).
+            user_id = changes.user_id or (old.user_id if refreshed else None)
             alive = yield call(
                 "apply",
                 old_sid,
                 changes.changed,
                 changes.removed,
                 expires_at,
-                user_id=changes.user_id,
+                user_id=user_id,
                 idle_timeout=changes.idle_timeout,
             )
             if not alive:
@@ -412,7 +415,7 @@ class SessionMiddleware:
             # The loaded record belongs to this session: bring it up to date the way
             # the store just did, rather than building it anew.
             sid, record = old_sid, old
-            record.update(changes.changed, changes.removed, expires_at, changes.user_id, changes.idle_timeout)
+            record.update(changes.changed, changes.removed, expires_at, user_id, changes.idle_timeout)
         else:
             data = session.full_data(changes.changed)
             if not data and not keep_empty and (old is None or changes.removed):

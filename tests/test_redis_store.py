@@ -12,6 +12,7 @@ import redis
 from hug_cookie_sessions import RedisStore, SessionMiddleware, SessionStoreError, store_from_url
 from hug_cookie_sessions.signing import new_session_id
 from hug_cookie_sessions.stores.memory import MemoryStore
+from hug_cookie_sessions.stores.redis import INDEX_MARGIN_MS
 from hug_cookie_sessions.stores.sqlite import SQLiteStore
 from hug_cookie_sessions.testing import HOUR, StoreConformance, UserIndexConformance, record
 
@@ -122,6 +123,39 @@ def test_a_session_moved_to_another_user_is_listed_and_revoked_only_under_that_u
     assert set(redis_store.user_sessions("bob")) == {sid}
     assert redis_store.delete_user_sessions("alice") == 0
     assert redis_store.load(sid) is not None
+
+
+def test_the_user_index_expires_with_its_longest_lived_session(redis_store):
+    index = redis_store.prefix + "user:alice"
+
+    def index_ttl_beyond_margin() -> int:
+        return redis_store.client.pttl(index) - INDEX_MARGIN_MS
+
+    long_lived = new_session_id()
+    redis_store.create(new_session_id(), record({"a": "1"}, user_id="alice", ttl=600))
+    assert 590_000 < index_ttl_beyond_margin() <= 600_001
+    redis_store.create(long_lived, record({"a": "1"}, user_id="alice", ttl=7200))
+    assert 7_190_000 < index_ttl_beyond_margin() <= 7_200_001
+    redis_store.create(new_session_id(), record({"a": "1"}, user_id="alice", ttl=60))
+    assert index_ttl_beyond_margin() > 7_190_000  # a shorter session never shortens it
+    redis_store.apply(long_lived, {}, (), time.time() + 20_000, user_id="alice")
+    assert 19_990_000 < index_ttl_beyond_margin() <= 20_000_001
+
+
+def test_a_refreshed_bound_session_keeps_its_user_index_alive(redis_store, clock):
+    middleware = SessionMiddleware(SECRET, redis_store, idle_timeout=HOUR, clock=clock)
+    session = middleware.open(None)
+    session.bind_user("dora")
+    session["a"] = 1
+    token = middleware.save(session)
+    index = redis_store.prefix + "user:dora"
+    before = redis_store.client.pttl(index)
+    clock.advance(HOUR / 2)
+    reader = middleware.open(token)
+    assert reader["a"] == 1
+    middleware.save(reader)  # the idle refresh is due: the expiry moves, and the index with it
+    assert redis_store.client.pttl(index) > before + HOUR / 2 * 1000 - 10_000
+    assert set(redis_store.user_sessions("dora")) == {token.rsplit(".", 1)[0]}
 
 
 def test_purge_drops_ended_sessions_from_the_user_index(redis_store):

@@ -6,8 +6,10 @@ every session key ``k`` is the field ``d:k``, so no key can ever overwrite the
 metadata. The hash carries ``PEXPIREAT`` = the session's expiry, so Redis drops
 it on time by itself. Times are Unix seconds written as text. Sessions bound to
 a user are also members (by key) of the set ``prefix + "user:" + user id``,
-which has no expiry: it may name ended sessions, which reading it and
-:meth:`RedisStore.purge_expired` drop, but never misses a live one. With
+whose expiry every write that binds or refreshes a session moves to at least a
+day past that session's: it expires with its sessions. It may name ended
+sessions, which reading it and :meth:`RedisStore.purge_expired` drop, but never
+misses a live one. With
 ``SessionMiddleware(lock=True)`` a session's lock is the string
 ``prefix + "lock:" + session id``, holding its holder's token, with a ``PX`` lease.
 
@@ -88,14 +90,29 @@ local function live(k, now)
 end
 """
 
+#: A user's index outlives its longest-lived session by this much (ms), so that
+#: clock differences between app servers and Redis never let it expire first.
+INDEX_MARGIN_MS = 24 * 3600 * 1000
+
+# Add session KEYS[s] to the user index KEYS[k], and make the index live at least
+# as long as that session (plus the margin): the index expires with its sessions.
+_LUA_INDEX = f"""
+local function index(k, s)
+  redis.call('SADD', KEYS[k], KEYS[s])
+  local keep = redis.call('PTTL', KEYS[s]) + {INDEX_MARGIN_MS}
+  if redis.call('PTTL', KEYS[k]) < keep then redis.call('PEXPIRE', KEYS[k], keep) end
+end
+"""
+
 # KEYS[1] session, KEYS[2] its user's index (optional); ARGV: expire-at ms, then field/value pairs.
 _CREATE = (
     _LUA
+    + _LUA_INDEX
     + """
 redis.call('DEL', KEYS[1])
 each_chunk('HSET', 1, 2, #ARGV, 200)
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
-if KEYS[2] then redis.call('SADD', KEYS[2], KEYS[1]) end
+if KEYS[2] then index(2, 1) end
 return 1
 """
 )
@@ -104,13 +121,14 @@ return 1
 # ARGV: now, expire-at ms, pair count n, n field/value pairs, fields to delete.
 _APPLY = (
     _LUA
+    + _LUA_INDEX
     + """
 if not live(1, ARGV[1]) then return 0 end
 local last_pair = 3 + 2 * tonumber(ARGV[3])
 each_chunk('HSET', 1, 4, last_pair, 200)
 each_chunk('HDEL', 1, last_pair + 1, #ARGV, 200)
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-if KEYS[2] then redis.call('SADD', KEYS[2], KEYS[1]) end
+if KEYS[2] then index(2, 1) end
 return 1
 """
 )
@@ -119,16 +137,25 @@ return 1
 # ARGV: now, expire-at ms, field/value pairs. A single Redis only.
 _ROTATE = (
     _LUA
+    + _LUA_INDEX
     + """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end  -- a retry of a call that already ran
 if not live(1, ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[1])
 each_chunk('HSET', 2, 3, #ARGV, 200)
 redis.call('PEXPIREAT', KEYS[2], ARGV[2])
-if KEYS[3] then redis.call('SADD', KEYS[3], KEYS[2]) end
+if KEYS[3] then index(3, 2) end
 return 1
 """
 )
+
+# KEYS[1] a user's index; ARGV: session key, ms it must live. Redis Cluster: the index
+# sits in another slot than the session, so it is updated by itself.
+_INDEX_ADD = """
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
 
 # KEYS[1] old; ARGV: now, new session id, tombstone ms. Step 2 of a Redis Cluster rotate.
 _RETIRE = (
@@ -182,6 +209,7 @@ class _Redis(NamedTuple):
     end_user_session: Script
     acquire_lock: Script
     release_lock: Script
+    index_add: Script
 
 
 def client_from_url(url: str) -> Client:
@@ -246,7 +274,7 @@ class RedisStore:
                 client.register_script(script)
                 for script in (
                     *(_CREATE, _APPLY, _ROTATE, _RETIRE, _END_USER_SESSION),
-                    *(_ACQUIRE_LOCK, _RELEASE_LOCK),
+                    *(_ACQUIRE_LOCK, _RELEASE_LOCK, _INDEX_ADD),
                 )
             ),
         )
@@ -274,19 +302,21 @@ class RedisStore:
         """The set of the session keys bound to ``user_id`` (":" never occurs in a session ID)."""
         return f"{self.prefix}user:{user_id}"
 
-    def _index(self, backend: _Redis, user_id: Optional[str], key: str) -> list[str]:
-        """Have session ``key`` added to ``user_id``'s index (if not None).
+    def _index(self, backend: _Redis, user_id: Optional[str], key: str, expires_at: float) -> list[str]:
+        """Have session ``key`` added to ``user_id``'s index (if not None), and the
+        index kept alive at least until the session expires.
 
         On a single Redis this returns the index key, for the write's own script
-        to add to atomically. On Redis Cluster the index sits in another slot, so
-        it is added to now, before the write: the index may name a session that
+        to update atomically. On Redis Cluster the index sits in another slot, so
+        it is updated now, before the write: the index may name a session that
         is gone (reading it drops those), but never misses a live one.
         """
         if user_id is None:
             return []
         if not backend.cluster:
             return [self._index_key(user_id)]
-        backend.client.sadd(self._index_key(user_id), key)
+        keep_ms = max(_ms(expires_at) - _ms(time.time()), 0) + INDEX_MARGIN_MS
+        backend.index_add(keys=[self._index_key(user_id)], args=[key, keep_ms])
         return []
 
     # -- the store protocol ----------------------------------------------------------------
@@ -300,7 +330,7 @@ class RedisStore:
     def create(self, sid: str, record: Record) -> None:
         backend, key = self._connected(), self._key(sid)
         with self._failures("create"):
-            index = self._index(backend, record.user_id, key)
+            index = self._index(backend, record.user_id, key, record.expires_at)
             backend.create(keys=[key, *index], args=[_ms(record.expires_at), *_fields(record)])
 
     def apply(
@@ -316,7 +346,7 @@ class RedisStore:
         args = _apply_args(changed, removed, expires_at, user_id, idle_timeout, time.time())
         backend, key = self._connected(), self._key(sid)
         with self._failures("apply"):
-            index = self._index(backend, user_id, key)
+            index = self._index(backend, user_id, key, expires_at)
             return bool(backend.apply(keys=[key, *index], args=args))
 
     def rotate(self, old_sid: str, new_sid: str, record: Record) -> bool:
@@ -324,7 +354,7 @@ class RedisStore:
         if not backend.cluster:
             keys = [self._key(old_sid), self._key(new_sid)]
             with self._failures("rotate"):
-                keys += self._index(backend, record.user_id, keys[1])
+                keys += self._index(backend, record.user_id, keys[1], record.expires_at)
                 args = [repr(time.time()), _ms(record.expires_at), *_fields(record)]
                 return bool(backend.rotate(keys=keys, args=args))
         # Redis Cluster: create the new hash, then retire the old one (see the module docstring).
@@ -427,9 +457,8 @@ class RedisStore:
         """Always 0: Redis deletes each session itself when its expiry passes.
 
         What it does do: drop ended sessions from the per-user indexes, which
-        have no expiry of their own (so that they can never lose a live
-        session) and are otherwise tidied only when that user's sessions are
-        listed or revoked. Run it now and then (``hug-sessions purge``).
+        are otherwise tidied when that user's sessions are listed or revoked,
+        and expire a day after the last of their sessions.
         """
         backend, indexes = self._connected(), self._index_key("")
         with self._failures("purge"):
