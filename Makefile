@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-all lint format clean
+.PHONY: run test test-all lint format bench clean
 
 $(VENV)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ test: $(VENV)/.installed
 # The quick suite, then the nox matrix (noxfile.py): hug on Python 3.9-3.13, Falcon 3 and 4 WSGI + ASGI.
 test-all: test
 	$(BIN)/nox $(NOX_ARGS)
+
+# About ten minutes on two cores; writes docs/benchmarks.md and docs/benchmarks.png.
+# `make bench BENCH_ARGS=--quick` checks in a minute that it works (figures go to a temp dir).
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[hug,redis,test,bench]'
+	touch $@
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from email.utils import formatdate
+from http.cookies import _unquote
 from typing import Optional
 
 _SAME_SITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
@@ -68,3 +69,21 @@ class CookieSettings:
     def expired_header(self) -> str:
         """``Set-Cookie`` value that removes the cookie: same name, Path, Domain, Secure, SameSite."""
         return f"{self.name}=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0{self._attributes}"
+
+
+def cookie_values(header: str, name: str) -> list[str]:
+    """Every value of the cookie ``name`` in a ``Cookie`` request header, in order.
+
+    Parsed as Falcon's ``req.get_cookie_values`` does (lenient whitespace,
+    quoted values unquoted), so the middleware can keep the header instead of
+    the request object.
+    """
+    values = []
+    for pair in header.split(";"):
+        key, _, value = pair.partition("=")
+        if key.strip() == name:
+            value = value.strip()
+            if len(value) > 2 and value[0] == '"' and value[-1] == '"':
+                value = _unquote(value)
+            values.append(value)
+    return values

@@ -31,7 +31,7 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import falcon
 
-from .cookies import CookieSettings
+from .cookies import CookieSettings, cookie_values
 from .locking import LockTimeout, RequestLock, SessionLocks
 from .session import Changes, Session, SessionValueError
 from .signing import SecretKey, SessionSigner, new_session_id
@@ -153,7 +153,10 @@ class SessionMiddleware:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         lock = self._new_lock(req)
-        req.context[self.context_name] = Session(partial(self._open_from_cookie, req, lock))
+        # The session keeps the Cookie header, not the request: the request holds
+        # the session, and that cycle would leave every request to the garbage collector.
+        cookie_header = req.get_header("Cookie")
+        req.context[self.context_name] = Session(partial(self._open_from_cookie, cookie_header, lock))
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
@@ -175,7 +178,7 @@ class SessionMiddleware:
         """
         lock = self._new_lock(req)
         opened: Callable[[], Opened] = _nothing_opened
-        tokens = req.get_cookie_values(self.cookie.name)
+        tokens = self._tokens(req.get_header("Cookie"))
         if tokens:
             try:
                 result = await self._run_async(self._open_tokens(tokens, lock))
@@ -338,8 +341,12 @@ class SessionMiddleware:
 
     # -- loading --------------------------------------------------------------------------
 
-    def _open_from_cookie(self, req: falcon.Request, lock: Optional[RequestLock]) -> Opened:
-        return self._open(req.get_cookie_values(self.cookie.name) or (), lock)
+    def _open_from_cookie(self, header: Optional[str], lock: Optional[RequestLock]) -> Opened:
+        return self._open(self._tokens(header), lock)
+
+    def _tokens(self, header: Optional[str]) -> list[str]:
+        """The session cookie's values in a ``Cookie`` header, parsed alike on every Falcon."""
+        return cookie_values(header, self.cookie.name) if header else []
 
     def _open(self, tokens: Sequence[str], lock: Optional[RequestLock] = None) -> Opened:
         return self._run(self._open_tokens(tokens, lock))
@@ -376,39 +383,27 @@ class SessionMiddleware:
         if changes.ended_sid:
             yield call("delete", changes.ended_sid)
         old, old_sid = session.record, session.id
-        data = session.full_data(changes.changed)
-        if not data and not keep_empty and (old is None or changes.removed):
-            if old is not None:
-                yield call("delete", old_sid)
-            return _EXPIRE if old is not None or changes.ended_sid else None
-
         idle_timeout = changes.idle_timeout
         if idle_timeout is None and old is not None:
             idle_timeout = old.idle_timeout
         created_at = old.created_at if old is not None else now
-        expires_at = self._expires_at(created_at, idle_timeout, now)
+        expires_at, refresh_step = self._expiry(created_at, idle_timeout, now)
         refreshed = (
-            old is None
-            or changes.idle_timeout is not None
-            or expires_at - old.expires_at >= self._refresh_step(idle_timeout)
+            old is None or changes.idle_timeout is not None or expires_at - old.expires_at >= refresh_step
         )
+        if not refreshed and not changes.any:
+            # A stored session that was only read, its expiry not due to move: nothing to write.
+            return (old_sid, old) if changes.reissue else None
         if not refreshed:
             expires_at = old.expires_at
-        user_id = changes.user_id or (old.user_id if old is not None else None)
-        record = Record(data, created_at, expires_at, user_id, idle_timeout)
 
-        if old is None:
-            sid = new_session_id()
-            yield call("create", sid, record)
-        elif changes.regenerate:
-            sid = new_session_id()
-            if not (yield call("rotate", old_sid, sid, record)):
+        if old is not None and not changes.regenerate:
+            if changes.removed and not keep_empty and not session.full_data(changes.changed):
+                yield call("delete", old_sid)
                 return _EXPIRE
-        elif changes.any or refreshed:
-            sid = old_sid
             alive = yield call(
                 "apply",
-                sid,
+                old_sid,
                 changes.changed,
                 changes.removed,
                 expires_at,
@@ -418,8 +413,23 @@ class SessionMiddleware:
             if not alive:
                 log.info("Session ended by a concurrent request; its changes were dropped")
                 return _EXPIRE
+            # The loaded record belongs to this session: bring it up to date the way
+            # the store just did, rather than building it anew.
+            sid, record = old_sid, old
+            record.update(changes.changed, changes.removed, expires_at, changes.user_id, changes.idle_timeout)
         else:
-            return (old_sid, old) if changes.reissue else None
+            data = session.full_data(changes.changed)
+            if not data and not keep_empty and (old is None or changes.removed):
+                if old is not None:
+                    yield call("delete", old_sid)
+                return _EXPIRE if old is not None or changes.ended_sid else None
+            user_id = changes.user_id or (old.user_id if old is not None else None)
+            record = Record(data, created_at, expires_at, user_id, idle_timeout)
+            sid = new_session_id()
+            if old is None:
+                yield call("create", sid, record)
+            elif not (yield call("rotate", old_sid, sid, record)):
+                return _EXPIRE
         session.stored_as(sid, record)
         cookie_changes = (
             sid != old_sid
@@ -435,15 +445,14 @@ class SessionMiddleware:
         """The idle timeout in force: the session's own (0 means the default) or the middleware's."""
         return idle_timeout or self.idle_timeout or MAX_LIFETIME
 
-    def _expires_at(self, created_at: float, idle_timeout: Optional[int], now: float) -> float:
-        expires_at = now + self._idle(idle_timeout)
+    def _expiry(self, created_at: float, idle_timeout: Optional[int], now: float) -> tuple[float, float]:
+        """The expiry a save now would set, and how much later than the stored one it
+        must be before a read-only request writes it (the refresh step)."""
+        idle = self._idle(idle_timeout)
+        expires_at = now + idle
         if self.absolute_timeout is not None:
             expires_at = min(expires_at, created_at + self.absolute_timeout)
-        return expires_at
-
-    def _refresh_step(self, idle_timeout: Optional[int]) -> float:
-        """How much later the expiry must move before a read-only request writes it."""
-        return max(self._idle(idle_timeout) * self.refresh_fraction, 1.0)
+        return expires_at, max(idle * self.refresh_fraction, 1.0)
 
     def _cookie_max_age(self, record: Record, now: float) -> Optional[int]:
         if record.idle_timeout == 0 or (record.idle_timeout is None and not self.persistent):

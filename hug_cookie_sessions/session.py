@@ -26,6 +26,8 @@ Loader = Callable[[], "tuple[Optional[str], Optional[Record], bool]"]
 _IMMUTABLE = (str, int, float, bool, type(None))
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+# What json.loads(text) calls for a str, without its per-call argument checks.
+_decode = json.JSONDecoder().decode
 
 
 class SessionValueError(TypeError):
@@ -67,6 +69,10 @@ class Changes:
 def encode_value(key: str, value: Any) -> str:
     """The JSON text stored for ``value``; raises :class:`SessionValueError` naming ``key``."""
     try:
+        if type(value) is int:
+            # Counters are common, and an int's JSON text is its repr; the encoder
+            # would build a new C encoder object for it on every call.
+            return repr(value)
         return _encode(value)
     except (TypeError, ValueError) as error:
         raise SessionValueError(key, value) from error
@@ -144,7 +150,7 @@ class Session(MutableMapping):
             pass
         if key in self._removed:
             raise KeyError(key)
-        value = self._values[key] = json.loads(self._raw[key])
+        value = self._values[key] = _decode(self._raw[key])
         return value
 
     def __setitem__(self, key: str, value: Any) -> None:

@@ -71,6 +71,14 @@ def test_changing_any_single_character_of_the_cookie_breaks_it():
                 assert middleware.signer.unsign(changed) is None, changed
 
 
+def test_a_signed_value_that_is_not_a_session_id_opens_nothing():
+    middleware = SessionMiddleware(SECRET)
+    for not_an_id in ("user:alice", "lock:" + new_session_id(), "x" * 42, new_session_id() + "="):
+        assert middleware.signer.unsign(middleware.signer.sign(not_an_id)) is None
+    sid = new_session_id()
+    assert middleware.signer.unsign(middleware.signer.sign(sid)) == (sid, True)
+
+
 def test_a_thousand_new_ids_are_all_distinct():
     assert len({new_session_id() for _ in range(1000)}) == 1000
 

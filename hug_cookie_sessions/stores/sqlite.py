@@ -45,6 +45,19 @@ CREATE TABLE IF NOT EXISTS session_locks (
 ) WITHOUT ROWID;
 """
 
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+# A connection must not cross a fork. os.getpid() is a system call, paid on every
+# store call when asked each time; the child's new PID is recorded once instead.
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere processes do not fork
+    os.register_at_fork(after_in_child=_forked)
+
 _LOAD = """
 SELECT s.created_at, s.expires_at, s.user_id, s.idle_timeout, v.key, v.value
 FROM sessions AS s LEFT JOIN session_values AS v ON v.session_id = s.id
@@ -89,7 +102,7 @@ class SQLiteStore:
         """This thread's connection, opened (and the schema made) on first use, anew after a fork."""
         local = self._local
         connection = getattr(local, "connection", None)
-        if connection is not None and local.pid == os.getpid():
+        if connection is not None and local.pid == _pid:
             return connection
         connection = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
@@ -103,7 +116,7 @@ class SQLiteStore:
         except BaseException:
             connection.close()
             raise
-        local.connection, local.pid = connection, os.getpid()
+        local.connection, local.pid = connection, _pid
         return connection
 
     def _fail(self, error: sqlite3.Error) -> SessionStoreError:
@@ -147,13 +160,24 @@ class SQLiteStore:
         idle_timeout: Optional[int] = None,
     ) -> bool:
         with _Transaction(self) as db:
-            updated = db.execute(
-                "UPDATE sessions SET expires_at = ?, user_id = coalesce(?, user_id),"
-                " idle_timeout = coalesce(?, idle_timeout) WHERE id = ? AND expires_at > ?",
-                (expires_at, user_id, idle_timeout, sid, self._clock()),
-            ).rowcount
-            if not updated:
+            current = db.execute(
+                "SELECT expires_at, user_id, idle_timeout FROM sessions WHERE id = ? AND expires_at > ?",
+                (sid, self._clock()),
+            ).fetchone()
+            if current is None:
                 return False
+            wanted = (
+                expires_at,
+                current[1] if user_id is None else user_id,
+                current[2] if idle_timeout is None else idle_timeout,
+            )
+            # Rewriting an unchanged row still dirties its page and the expiry index:
+            # most writes change only values, and skipping it halves their cost.
+            if wanted != current:
+                db.execute(
+                    "UPDATE sessions SET expires_at = ?, user_id = ?, idle_timeout = ? WHERE id = ?",
+                    (*wanted, sid),
+                )
             if changed:
                 db.executemany(
                     "INSERT OR REPLACE INTO session_values (session_id, key, value) VALUES (?, ?, ?)",

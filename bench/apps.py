@@ -1,0 +1,144 @@
+"""The apps under test: the same three endpoints behind each session layer.
+
+Every app answers ``GET /untouched`` (the handler ignores the session, though
+the cookie is sent), ``GET /read`` (``session.get("n")``) and ``GET /write``
+(``session["n"] = session.get("n", 0) + 1``), and returns the same small JSON.
+
+- ``bare``: hug, no middleware; the handlers read and write a module-level dict.
+- ``floor``: a middleware that only puts a plain dict into the request context,
+  read through ``hug.directives.session`` — the cheapest any session layer on
+  hug can be.
+- ``hug``: hug's own ``SessionMiddleware`` with ``hug.store.InMemoryStore``.
+- ``memory``, ``sqlite``, ``redis``: this package's middleware with each store.
+
+Apps are built by :func:`build` (in this process, for in-process calls) or by
+``bench.apps:wsgi("kind")`` (for gunicorn, configured from the environment).
+"""
+
+# No "from __future__ import annotations" here: hug reads the directive annotations at run time.
+import itertools
+import os
+import secrets
+import tempfile
+from typing import Any, Callable, Optional
+
+import hug
+import hug.middleware
+import hug.store
+
+from hug_cookie_sessions import MemoryStore, SessionMiddleware, SQLiteStore
+
+KINDS = ("bare", "floor", "hug", "memory", "sqlite", "redis")
+PATHS = ("untouched", "read", "write")
+LABELS = {
+    "bare": "bare hug",
+    "floor": "floor",
+    "hug": "hug built-in",
+    "memory": "MemoryStore",
+    "sqlite": "SQLiteStore",
+    "redis": "RedisStore",
+}
+
+#: The secret is per run; nothing signed here outlives the benchmark.
+SECRET = os.environ.get("BENCH_SECRET") or secrets.token_hex(32)
+
+_names = itertools.count()
+
+
+class FloorMiddleware:
+    """Puts a fresh plain dict into the request context; nothing else."""
+
+    def process_request(self, req: Any, resp: Any) -> None:
+        req.context["session"] = {}
+
+
+def redis_store_class() -> Optional[type]:
+    """``RedisStore`` if this checkout has it, else None."""
+    try:
+        from hug_cookie_sessions.stores.redis import RedisStore
+    except ImportError:
+        return None
+    return RedisStore
+
+
+def redis_unavailable_reason(url: str) -> Optional[str]:
+    """Why the Redis rows cannot run (None when they can)."""
+    if redis_store_class() is None:
+        return "hug_cookie_sessions.stores.redis is not in this checkout"
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping()
+    except Exception as error:  # any failure to answer means "not available" here
+        return f"Redis at {url} does not answer ({type(error).__name__})"
+    return None
+
+
+def middleware(kind: str, *, sqlite_path: str = "", redis_client: Any = None, prefix: str = "") -> Any:
+    """The session middleware for ``kind`` (None for ``bare``)."""
+    if kind == "bare":
+        return None
+    if kind == "floor":
+        return FloorMiddleware()
+    if kind == "hug":
+        return hug.middleware.SessionMiddleware(hug.store.InMemoryStore())
+    if kind == "memory":
+        store: Any = MemoryStore()
+    elif kind == "sqlite":
+        store = SQLiteStore(sqlite_path)
+    elif kind == "redis":
+        store = redis_store_class()(redis_client, prefix=prefix)
+    else:
+        raise ValueError(f"unknown app kind {kind!r}")
+    return SessionMiddleware(SECRET, store)
+
+
+def build(kind: str, mw: Any) -> Callable:
+    """A fresh hug API with the three endpoints behind ``mw``; returns its WSGI callable."""
+    api = hug.API(f"bench_{kind}_{next(_names)}")
+    if mw is not None:
+        api.http.add_middleware(mw)
+    if kind == "bare":
+        state: dict = {}
+
+        def untouched() -> dict:
+            return {"ok": True}
+
+        def read() -> dict:
+            return {"n": state.get("n")}
+
+        def write() -> dict:
+            state["n"] = state.get("n", 0) + 1
+            return {"n": state["n"]}
+
+    else:
+
+        def untouched() -> dict:
+            return {"ok": True}
+
+        def read(session: hug.directives.session) -> dict:
+            return {"n": session.get("n")}
+
+        def write(session: hug.directives.session) -> dict:
+            session["n"] = session.get("n", 0) + 1
+            return {"n": session["n"]}
+
+    for handler in (untouched, read, write):
+        hug.get(f"/{handler.__name__}", api=api)(handler)
+    return api.http.server()
+
+
+def wsgi(kind: str) -> Callable:
+    """The app for gunicorn (``bench.apps:wsgi("sqlite")``), configured by ``BENCH_*`` variables."""
+    client = None
+    if kind == "redis":
+        import redis
+
+        client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
+    mw = middleware(
+        kind,
+        sqlite_path=os.environ.get("BENCH_SQLITE_PATH") or os.path.join(tempfile.mkdtemp(), "s.db"),
+        redis_client=client,
+        prefix=os.environ.get("BENCH_REDIS_PREFIX", "bench:"),
+    )
+    return build(kind, mw)

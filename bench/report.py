@@ -1,0 +1,252 @@
+"""Targets, the Markdown report and the chart, from one run's measurements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .apps import LABELS, PATHS
+
+SESSION_KINDS = ("memory", "sqlite", "redis")
+
+
+@dataclass
+class Target:
+    name: str
+    goal: str
+    measured: str
+    passed: Optional[bool]  # None: not measured in this run
+
+
+def _ratio_target(results, path: str, kind: str, limit: float) -> Target:
+    ratio = results.ratio(kind, path, "floor")
+    return Target(
+        f"{path}, {LABELS[kind]}",
+        f"≤ {limit:.2f}x floor",
+        f"{ratio:.3f}x (fastest chunks {results.best_ratio(kind, path, 'floor'):.3f}x)",
+        ratio <= limit,
+    )
+
+
+def targets(report: dict) -> list[Target]:
+    """Every target of the performance issue, judged on this run's figures."""
+    results = report["inprocess"]
+    found = [
+        _ratio_target(results, "untouched", "memory", 1.03),
+        _ratio_target(results, "read", "memory", 1.15),
+        _ratio_target(results, "write", "memory", 1.30),
+        _ratio_target(results, "read", "sqlite", 1.50),
+        _ratio_target(results, "write", "sqlite", 2.00),
+    ]
+    versus_hug = {path: results.ratio("memory", path, "hug") for path in PATHS}
+    found.append(
+        Target(
+            "MemoryStore vs hug's built-in, every path",
+            "faster (< 1.00x)",
+            ", ".join(f"{path} {ratio:.3f}x" for path, ratio in versus_hug.items()),
+            all(ratio < 1 for ratio in versus_hug.values()),
+        )
+    )
+    redis = report.get("redis")
+    if redis:
+        found.append(
+            Target(
+                "RedisStore round trips",
+                "1 per read; a write request: 1 load + 1 write",
+                f"read {redis['read']['round_trips']:g}, write {redis['write']['round_trips']:g}",
+                redis["read"]["round_trips"] == 1 and redis["write"]["round_trips"] == 2,
+            )
+        )
+        found.append(
+            Target(
+                "RedisStore write commands on a read",
+                "0",
+                f"{redis['read']['write_commands']:g} (RDB changes {redis['read']['rdb_changes']:g})",
+                redis["read"]["write_commands"] == 0 and redis["read"]["rdb_changes"] == 0,
+            )
+        )
+    else:
+        found.append(
+            Target("RedisStore round trips and writes", "1 per read/write, 0 writes on read", "absent", None)
+        )
+    small, large = sorted(report["scale"])
+    scale_ratio = report["scale"][large]["read"] / report["scale"][small]["read"]
+    load_ratio = report["scale"][large]["load"] / report["scale"][small]["load"]
+    found.append(
+        Target(
+            f"SQLite read with {large:,} sessions",
+            f"≤ 1.20x the read with {small:,}",
+            f"{scale_ratio:.3f}x (store.load alone {load_ratio:.3f}x)",
+            scale_ratio <= 1.2,
+        )
+    )
+    shapes = report["memory_bytes"]
+    found.append(
+        Target(
+            "MemoryStore bytes per session",
+            "reported",
+            ", ".join(f"{shape}: {size:,.0f} B" for shape, size in shapes.items()),
+            True,
+        )
+    )
+    return found
+
+
+def _mark(passed: Optional[bool]) -> str:
+    return {True: "pass", False: "**FAIL**", None: "n/a"}[passed]
+
+
+def render_markdown(report: dict) -> str:
+    context, plan, results = report["context"], report["plan"], report["inprocess"]
+    kinds = report["kinds"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python -m bench.run`); do not edit by hand.",
+        "",
+        "Every app serves the same three endpoints: **untouched** (the handler ignores the session, the",
+        'cookie is sent), **read** (`session.get("n")`) and **write** (`session["n"] += 1`), each with',
+        "the cookie of an existing session. **bare** is hug without middleware; **floor** is a middleware",
+        "that only puts a plain dict into `req.context` (read through `hug.directives.session`), the",
+        "cheapest a session layer on hug can be; **hug built-in** is `hug.middleware.SessionMiddleware`",
+        "with `hug.store.InMemoryStore`.",
+        "",
+        "## Targets (in-process, ratio to floor, same run)",
+        "",
+        "| target | goal | measured | |",
+        "|---|---|---|---|",
+    ]
+    for target in report["targets"]:
+        lines.append(f"| {target.name} | {target.goal} | {target.measured} | {_mark(target.passed)} |")
+    lines += [
+        "",
+        "## In-process (WSGI calls, no sockets)",
+        "",
+        f"{plan.rounds} rounds; in each, every (app, path) cell ran {plan.chunks_per_round} chunks of "
+        f"{plan.chunk} requests, cells in a new random order per chunk. Time per request is the median "
+        "over rounds; ratios are per-round paired ratios (same round), median and interquartile range. "
+        '"Fastest" is the ratio of each cell\'s fastest chunk, the figure least disturbed by other '
+        "processes on a shared machine.",
+        "",
+        "| app | path | µs per request | x floor | IQR | fastest x floor | x bare |",
+        "|---|---|---:|---:|---|---:|---:|",
+    ]
+    for kind in kinds:
+        for path in PATHS:
+            low, high = results.spread(kind, path, "floor") if kind != "floor" else (1.0, 1.0)
+            lines.append(
+                f"| {LABELS[kind]} | {path} | {results.median_us(kind, path):.1f} | "
+                f"{results.ratio(kind, path, 'floor'):.3f} | {low:.3f} to {high:.3f} | "
+                f"{results.best_ratio(kind, path, 'floor'):.3f} | {results.ratio(kind, path, 'bare'):.3f} |"
+            )
+    if report.get("redis_reason"):
+        lines += ["", f"RedisStore rows absent: {report['redis_reason']}."]
+    lines += ["", "## Over HTTP (gunicorn + wrk on loopback)", ""]
+    if report.get("http_reason"):
+        lines.append(f"Not run: {report['http_reason']}.")
+    else:
+        web = report["http"]
+        lines += [
+            f"One gunicorn per app (1 gthread worker, 4 threads); wrk, 1 thread and 4 connections, "
+            f"{plan.http_seconds:g} s per cell, {plan.http_rounds} rounds, cells interleaved. The load "
+            "generator shares the two cores with the server: absolute figures are context only and "
+            "differences under about 10% are noise.",
+            "",
+            "| app | " + " | ".join(f"{path} req/s | {path} x floor" for path in PATHS) + " |",
+            "|---|" + "---:|---:|" * len(PATHS),
+        ]
+        for kind in kinds:
+            cells = " | ".join(
+                f"{web.median_rps(kind, path):,.0f} | {web.ratio(kind, path, 'floor'):.2f}" for path in PATHS
+            )
+            lines.append(f"| {LABELS[kind]} | {cells} |")
+    lines += ["", "## Stores", ""]
+    small, large = sorted(report["scale"])
+    scale = report["scale"]
+    lines += [
+        f"**SQLite at {large:,} sessions.** One file with {small:,} and one with {large:,} one-key "
+        "sessions (written with `executemany` in one transaction), both opened by `SQLiteStore` in WAL "
+        "mode; each call picks one of 1,000 random sessions (the active ones), sizes interleaved per "
+        f"round, median over {plan.scale_rounds} rounds.",
+        "",
+        "| sessions stored | store.load µs | read request µs |",
+        "|---:|---:|---:|",
+        f"| {small:,} | {scale[small]['load']:.1f} | {scale[small]['read']:.1f} |",
+        f"| {large:,} | {scale[large]['load']:.1f} | {scale[large]['read']:.1f} |",
+        "",
+        f"**SQLite durability.** One-value writes (one commit each) in WAL mode: "
+        f"`synchronous=NORMAL` (the default) {report['durability']['NORMAL']:.1f} µs, "
+        f"`FULL` {report['durability']['FULL']:.1f} µs per write. NORMAL syncs the log at checkpoints "
+        "only: the file never corrupts, but a power cut (not a crash of the app) may lose the last "
+        "commits.",
+        "",
+        f"**MemoryStore size.** tracemalloc over {plan.memory_sessions:,} sessions saved through the "
+        "middleware (record, its data dict, keys and JSON texts, the store's index entry):",
+        "",
+    ]
+    for shape, size in report["memory_bytes"].items():
+        lines.append(f"- {shape}: {size:,.0f} bytes per session")
+    lines += ["", "**RedisStore.**"]
+    if report.get("redis"):
+        lines += [
+            "Round trips counted on the client (each packed command or pipeline sent); commands from "
+            "the server's `INFO commandstats` deltas (commands run inside a script count too), "
+            "write commands by their `COMMAND INFO` flags; `rdb_changes_since_last_save` as a second "
+            "witness.",
+            "",
+            "| request | round trips | commands | write commands | RDB changes | commands seen |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for path, costs in report["redis"].items():
+            lines.append(
+                f"| {path} | {costs['round_trips']:g} | {costs['commands']:g} | "
+                f"{costs['write_commands']:g} | {costs['rdb_changes']:g} | {costs['command_names']} |"
+            )
+    else:
+        lines.append(f"Absent: {report.get('redis_reason')}.")
+    lines += [
+        "",
+        "## Machine",
+        "",
+        *(f"- {name}: {value}" for name, value in context.items()),
+        "",
+        "![ratios to floor](benchmarks.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_chart(report: dict, path: str) -> None:
+    """Grouped bars: each app's in-process time per request relative to floor, per path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results, kinds = report["inprocess"], report["kinds"]
+    figure, axes = plt.subplots(figsize=(9, 4.5), dpi=110)
+    width = 0.8 / len(kinds)
+    for index, kind in enumerate(kinds):
+        ratios = [results.ratio(kind, p, "floor") for p in PATHS]
+        spreads = [results.spread(kind, p, "floor") if kind != "floor" else (1.0, 1.0) for p in PATHS]
+        errors = [[r - s[0] for r, s in zip(ratios, spreads)], [s[1] - r for r, s in zip(ratios, spreads)]]
+        positions = [p + (index - (len(kinds) - 1) / 2) * width for p in range(len(PATHS))]
+        bars = axes.bar(positions, ratios, width, label=LABELS[kind], yerr=errors, capsize=2)
+        for bar, ratio in zip(bars, ratios):
+            axes.annotate(
+                f"{ratio:.2f}",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
+    axes.axhline(1.0, color="black", linewidth=0.8)
+    axes.set_xticks(range(len(PATHS)), PATHS)
+    axes.set_ylabel("time per request ÷ floor (median of paired rounds)")
+    axes.set_title(f"In-process cost per request, relative to the floor app ({report['context']['date']})")
+    axes.legend(fontsize=8, ncols=3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

@@ -1,0 +1,267 @@
+"""``make bench``: every measurement in one run, the table printed, docs/benchmarks.{md,png} written.
+
+``python -m bench.run`` takes about ten minutes on two cores; ``--quick`` takes
+under a minute and checks that the benchmark works (its figures mean little and
+go to a temporary directory unless ``--output`` says otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from typing import Optional
+
+from . import http, inprocess, stores
+from .apps import KINDS, build, middleware, redis_unavailable_reason
+from .report import render_chart, render_markdown, targets
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass
+class Plan:
+    rounds: int
+    chunks_per_round: int
+    chunk: int
+    http_rounds: int
+    http_seconds: float
+    scale_sizes: tuple[int, int]
+    scale_rounds: int
+    scale_chunk: int
+    memory_sessions: int
+    redis_requests: int
+    durability_rounds: int
+    durability_commits: int
+
+
+FULL = Plan(150, 4, 100, 3, 3.0, (1_000, 1_000_000), 30, 1000, 20_000, 500, 8, 300)
+QUICK = Plan(8, 3, 50, 1, 1.0, (1_000, 100_000), 3, 300, 2_000, 50, 2, 50)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- Redis: a private server when possible, so that its command counts are ours alone -------
+
+
+class PrivateRedis:
+    """``redis-server`` on a free loopback port, no persistence, stopped by PID."""
+
+    def __init__(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not start within 10s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+def choose_redis() -> tuple[Optional[str], Optional[PrivateRedis], Optional[str]]:
+    """(url, private server or None, reason the Redis rows are absent or None)."""
+    private = None
+    url = os.environ.get("REDIS_URL")
+    if url is None and shutil.which("redis-server"):
+        try:
+            private = PrivateRedis()
+            url = private.url
+        except (OSError, RuntimeError):
+            private = None
+    url = url or "redis://127.0.0.1:6379/0"
+    reason = redis_unavailable_reason(url)
+    if reason is not None and private is not None:
+        private.stop()
+        private = None
+    return (None if reason else url), private, reason
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = []
+    for package in ("hug", "falcon", "itsdangerous", "redis", "gunicorn"):
+        with contextlib.suppress(PackageNotFoundError):
+            versions.append(f"{package} {version(package)}")
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "checkout": checkout(),
+        "cpu": f"{cpu}, {os.cpu_count()} cores",
+        "system": f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "packages": ", ".join(versions) + f", SQLite {sqlite3.sqlite_version}",
+        "load": "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg()),
+    }
+
+
+def checkout() -> str:
+    """The commit measured, and whether the work tree differed from it (docs/, our output, aside)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    changed = [line[3:] for line in dirty if line.strip() and not line[3:].startswith("docs/")]
+    return head + (f" plus uncommitted {', '.join(changed)}" if changed else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short run to check the benchmark works")
+    parser.add_argument("--no-http", action="store_true", help="skip gunicorn + wrk")
+    parser.add_argument("--output", help="where benchmarks.md/png go (docs/; with --quick, a temp dir)")
+    args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    if args.output is None:
+        args.output = (
+            os.path.join(tempfile.gettempdir(), "hcs-bench-quick")
+            if args.quick
+            else os.path.join(ROOT, "docs")
+        )
+    started = time.monotonic()
+    context = machine()
+    redis_url, private_redis, redis_reason = choose_redis()
+    if redis_reason:
+        log(f"RedisStore rows absent: {redis_reason}")
+    kinds = [kind for kind in KINDS if kind != "redis" or redis_url]
+    report: dict = {"context": context, "plan": plan, "kinds": kinds, "redis_reason": redis_reason}
+    try:
+        with tempfile.TemporaryDirectory(prefix="hcs-bench-") as tmp:
+            redis_client = None
+            if redis_url:
+                import redis
+
+                redis_client = redis.Redis.from_url(redis_url)
+            prefix = f"bench:{os.getpid()}:"
+            apps = {
+                kind: build(
+                    kind,
+                    middleware(
+                        kind,
+                        sqlite_path=os.path.join(tmp, "inprocess.db"),
+                        redis_client=redis_client,
+                        prefix=prefix,
+                    ),
+                )
+                for kind in kinds
+            }
+            log(f"in-process: {plan.rounds} rounds of {plan.chunks_per_round}x{plan.chunk} requests per cell")
+            report["inprocess"] = inprocess.measure(
+                apps,
+                rounds=plan.rounds,
+                chunks_per_round=plan.chunks_per_round,
+                chunk=plan.chunk,
+                progress=_every(10, log),
+            )
+            del apps
+            if redis_url:
+                log("Redis: round trips and commands per request")
+                report["redis"] = stores.redis_costs(redis_url, plan.redis_requests)
+            log(f"MemoryStore: bytes per session over {plan.memory_sessions:,} sessions")
+            report["memory_bytes"] = stores.memory_bytes_per_session(plan.memory_sessions)
+            log(f"SQLite: read cost at {plan.scale_sizes[0]:,} and {plan.scale_sizes[1]:,} sessions")
+            report["scale"] = stores.sqlite_scale(
+                tmp, plan.scale_sizes, rounds=plan.scale_rounds, chunk=plan.scale_chunk, progress=log
+            )
+            log("SQLite: commit cost with synchronous=NORMAL and FULL")
+            report["durability"] = stores.sqlite_durability(
+                tmp, rounds=plan.durability_rounds, count=plan.durability_commits
+            )
+            http_reason = "skipped (--no-http)" if args.no_http else http.available()
+            report["http_reason"] = http_reason
+            if http_reason is None:
+                log(f"HTTP: {plan.http_rounds} rounds of {plan.http_seconds:g}s wrk runs per cell")
+                env = {
+                    "BENCH_SQLITE_PATH": os.path.join(tmp, "http.db"),
+                    "BENCH_REDIS_URL": redis_url or "",
+                    "BENCH_REDIS_PREFIX": f"bench:{os.getpid()}:http:",
+                }
+                report["http"] = http.measure(
+                    kinds, env, rounds=plan.http_rounds, seconds=plan.http_seconds, progress=log
+                )
+            if redis_client is not None:
+                for key in redis_client.scan_iter(match=f"bench:{os.getpid()}:*", count=1000):
+                    redis_client.delete(key)
+    finally:
+        if private_redis is not None:
+            private_redis.stop()
+    context["load"] += " at the start, {:.2f} {:.2f} {:.2f} at the end".format(*os.getloadavg())
+    context["duration"] = f"{time.monotonic() - started:.0f} s" + (" (--quick)" if args.quick else "")
+    report["targets"] = targets(report)
+    text = render_markdown(report)
+    os.makedirs(args.output, exist_ok=True)
+    with open(os.path.join(args.output, "benchmarks.md"), "w") as out:
+        out.write(text)
+    render_chart(report, os.path.join(args.output, "benchmarks.png"))
+    print(text)
+    log(f"wrote {args.output}/benchmarks.md and benchmarks.png in {context['duration']}")
+
+
+def _every(step: int, log_line):
+    def progress(message: str) -> None:
+        done = int(message.split()[-1].split("/")[0])
+        if done % step == 0:
+            log_line(message)
+
+    return progress
+
+
+if __name__ == "__main__":
+    main()
