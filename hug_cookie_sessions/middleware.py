@@ -178,7 +178,7 @@ class SessionMiddleware:
         """
         lock = self._new_lock(req)
         opened: Callable[[], Opened] = _nothing_opened
-        tokens = req.get_cookie_values(self.cookie.name)
+        tokens = self._tokens(req.get_header("Cookie"))
         if tokens:
             try:
                 result = await self._run_async(self._open_tokens(tokens, lock))
@@ -342,7 +342,11 @@ class SessionMiddleware:
     # -- loading --------------------------------------------------------------------------
 
     def _open_from_cookie(self, header: Optional[str], lock: Optional[RequestLock]) -> Opened:
-        return self._open(cookie_values(header, self.cookie.name) if header else (), lock)
+        return self._open(self._tokens(header), lock)
+
+    def _tokens(self, header: Optional[str]) -> list[str]:
+        """The session cookie's values in a ``Cookie`` header, parsed alike on every Falcon."""
+        return cookie_values(header, self.cookie.name) if header else []
 
     def _open(self, tokens: Sequence[str], lock: Optional[RequestLock] = None) -> Opened:
         return self._run(self._open_tokens(tokens, lock))
