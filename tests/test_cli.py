@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hug_cookie_sessions import Record, SQLiteStore
+from hug_cookie_sessions import Record, RedisStore, SQLiteStore
 from hug_cookie_sessions.signing import new_session_id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -255,14 +255,7 @@ def test_another_applications_database_is_left_untouched(tmp_path):
 
 
 @pytest.fixture
-def redis_store_module():
-    return pytest.importorskip(
-        "hug_cookie_sessions.stores.redis", reason="RedisStore is not in this tree yet"
-    )
-
-
-@pytest.fixture
-def redis_url(redis_store_module, unavailable):
+def redis_url(unavailable):
     """The shared Redis (``REDIS_URL``, else redis://127.0.0.1:6379/0)."""
     import redis
 
@@ -274,8 +267,8 @@ def redis_url(redis_store_module, unavailable):
     return url
 
 
-def test_stats_counts_the_sessions_in_redis(redis_store_module, redis_url):
-    store = redis_store_module.RedisStore(redis_url)
+def test_stats_counts_the_sessions_in_redis(redis_url):
+    store = RedisStore(redis_url)
     now = time.time()
     sids = [new_session_id() for _ in range(3)]
     for sid in sids:
@@ -295,7 +288,7 @@ def test_stats_counts_the_sessions_in_redis(redis_store_module, redis_url):
 
 
 @pytest.mark.parametrize("command", ["purge", "stats"])
-def test_a_redis_server_that_does_not_answer_is_a_one_line_error(redis_store_module, command):
+def test_a_redis_server_that_does_not_answer_is_a_one_line_error(command):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed_port = sock.getsockname()[1]
