@@ -1,4 +1,4 @@
-"""The session behaves like a dict when it is iterated while being read."""
+"""The session behaves like a dict, and knows what saving it would write."""
 
 from hug_cookie_sessions import Record, Session
 
@@ -20,3 +20,20 @@ def test_items_include_new_and_skip_removed_keys():
     del session["a"]
 
     assert sorted(session.items()) == [("b", 2), ("c", 3)]
+
+
+def test_modified_says_whether_saving_would_write():
+    session = _stored_session({"n": "1", "cart": "[]"})
+    assert session.modified is False
+    assert session["n"] == 1 and session["cart"] == []
+    assert session.modified is False  # reads alone change nothing
+    session["cart"].append("apple")
+    assert session.modified is True  # an in-place change counts
+    fresh = _stored_session({"n": "1"})
+    fresh["n"] = 1
+    assert fresh.modified is False  # the same value again writes nothing
+    fresh["tags"] = {"a"}
+    assert fresh.modified is True  # not JSON: saving would fail loudly, so it is pending
+    ended = _stored_session({"n": "1"})
+    ended.invalidate()
+    assert ended.modified is True
