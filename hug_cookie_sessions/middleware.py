@@ -27,7 +27,7 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import falcon
 
@@ -137,6 +137,7 @@ class SessionMiddleware:
         self.signer = SessionSigner(secret_key)
         self.store: Store = adapt_store(store)
         self.async_store = as_async_store(self.store)
+        self._store_is_async = is_async_store(self.store)
         self.cookie = CookieSettings(
             cookie_name, cookie_path, cookie_domain, cookie_secure, cookie_http_only, cookie_same_site
         )
@@ -152,21 +153,27 @@ class SessionMiddleware:
     # -- Falcon hooks (WSGI: hug, falcon.App) ---------------------------------------------
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        lock = self._new_lock(req)
         # The session keeps the Cookie header, not the request: the request holds
         # the session, and that cycle would leave every request to the garbage collector.
-        cookie_header = req.get_header("Cookie")
-        req.context[self.context_name] = Session(partial(self._open_from_cookie, cookie_header, lock))
+        cookie_header = req.env.get("HTTP_COOKIE")
+        if self.locks is None:
+            req.context[self.context_name] = Session(self._open_from_cookie, cookie_header)
+        else:
+            opener = partial(self._open_from_cookie, lock=self._new_lock(req))
+            req.context[self.context_name] = Session(opener, cookie_header)
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
+        session = req.context.get(self.context_name)
         try:
-            session = self._session_to_save(req, resp, req_succeeded)
-            if session is not None:
-                self._send_cookie(resp, self._run(self._commit(session, keep_empty=False)))
+            if isinstance(session, Session) and session.loaded:
+                _add_vary_cookie(resp)
+                if req_succeeded and not _is_server_error(resp.status):
+                    self._send_cookie(resp, self._run(self._commit(session, keep_empty=False)))
         finally:
-            self._run(self._release_lock(req))
+            if self.locks is not None:
+                self._run(self._release_lock(req))
 
     # -- Falcon hooks (ASGI: falcon.asgi.App) ------------------------------------------------
 
@@ -176,49 +183,40 @@ class SessionMiddleware:
         A store failure here is raised only when the handler uses the
         session, so routes that never do keep working during an outage.
         """
-        lock = self._new_lock(req)
-        opened: Callable[[], Opened] = _nothing_opened
+        lock = self._new_lock(req) if self.locks is not None else None
+        opened: Opened = (None, None, False)
         tokens = self._tokens(req.get_header("Cookie"))
         if tokens:
             try:
-                result = await self._run_async(self._open_tokens(tokens, lock))
+                opened = await self._run_async(self._open_tokens(tokens, lock))
             except SessionUnavailable as error:
-                opened = partial(_raise, error)
-            else:
-                opened = partial(_given, result)
-        req.context[self.context_name] = Session(opened)
+                req.context[self.context_name] = Session(_raise, error)
+                return
+        req.context[self.context_name] = Session(_given, opened)
 
     async def process_response_async(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
+        session = req.context.get(self.context_name)
         try:
-            session = self._session_to_save(req, resp, req_succeeded)
-            if session is not None:
-                self._send_cookie(resp, await self._run_async(self._commit(session, keep_empty=False)))
+            if isinstance(session, Session) and session.loaded:
+                _add_vary_cookie(resp)
+                if req_succeeded and not _is_server_error(resp.status):
+                    self._send_cookie(resp, await self._run_async(self._commit(session, keep_empty=False)))
         finally:
-            await self._run_async(self._release_lock(req))
+            if self.locks is not None:
+                await self._run_async(self._release_lock(req))
 
     # -- what both kinds of hooks share ----------------------------------------------------------
 
-    def _new_lock(self, req: Any) -> Optional[RequestLock]:
-        """With ``lock=True``, the request's lock holder (nothing is locked yet)."""
-        if self.locks is None:
-            return None
+    def _new_lock(self, req: Any) -> RequestLock:
+        """With ``lock=True``: the request's lock holder (nothing is locked yet)."""
+        assert self.locks is not None
         lock = req.context[self._lock_key] = RequestLock(self.locks)
         return lock
 
     def _release_lock(self, req: Any) -> Steps[None]:
-        lock = req.context.get(self._lock_key) if self.locks is not None else None
+        lock = req.context.get(self._lock_key)
         if lock is not None:
             yield from lock.release()
-
-    def _session_to_save(self, req: Any, resp: Any, req_succeeded: bool) -> Optional[Session]:
-        """The request's session if saving it is due; marks responses that used it ``Vary: Cookie``."""
-        session = req.context.get(self.context_name)
-        if not isinstance(session, Session) or not session.loaded:
-            return None
-        _add_vary_cookie(resp)
-        if not req_succeeded or _status_code(resp) >= 500:
-            return None
-        return session
 
     def _send_cookie(self, resp: Any, outcome: Any) -> None:
         """Add the ``Set-Cookie`` header that :meth:`_commit`'s ``outcome`` calls for, if any."""
@@ -241,7 +239,7 @@ class SessionMiddleware:
 
         An invalid, unknown or expired token gives an empty new session.
         """
-        return Session(partial(self._open, [token] if token else []))
+        return Session(self._open, [token] if token else [])
 
     def save(self, session: Session) -> Optional[str]:
         """Store ``session`` now, even if empty; its signed token, or None if it ended."""
@@ -249,7 +247,7 @@ class SessionMiddleware:
 
     async def open_async(self, token: Optional[str]) -> Session:
         """:meth:`open` for asyncio apps: the session is loaded before it is returned."""
-        return Session(partial(_given, await self._run_async(self._open_tokens([token] if token else []))))
+        return Session(_given, await self._run_async(self._open_tokens([token] if token else [])))
 
     async def save_async(self, session: Session) -> Optional[str]:
         """:meth:`save` for asyncio apps, for a session from :meth:`open_async` or the ASGI hooks."""
@@ -341,7 +339,7 @@ class SessionMiddleware:
 
     # -- loading --------------------------------------------------------------------------
 
-    def _open_from_cookie(self, header: Optional[str], lock: Optional[RequestLock]) -> Opened:
+    def _open_from_cookie(self, header: Optional[str], lock: Optional[RequestLock] = None) -> Opened:
         return self._open(self._tokens(header), lock)
 
     def _tokens(self, header: Optional[str]) -> list[str]:
@@ -465,70 +463,67 @@ class SessionMiddleware:
     # -- store calls ----------------------------------------------------------------------
 
     def _run(self, steps: Steps[T]) -> T:
-        """Carry out ``steps`` with blocking calls on :attr:`store`; what ``steps`` returns."""
+        """Carry out ``steps`` with blocking calls on :attr:`store`; what ``steps`` returns.
+
+        A store failure the steps do not handle becomes :class:`SessionUnavailable` (a 503), logged once.
+        """
         request: Any = None
-        result: Any = None
-        failure: Optional[SessionStoreError] = None
-        while True:
-            request = _next_request(steps, request, result, failure)
-            if isinstance(request, _Done):
-                return request.value
-            result, failure = None, None
-            if isinstance(request, Pause):
-                time.sleep(request.seconds)
-                continue
-            if is_async_store(self.store):
-                raise TypeError(
-                    f"{type(self.store).__name__} is an async store: use it with falcon.asgi.App "
-                    "(a WSGI app needs a blocking store, such as RedisStore instead of AsyncRedisStore)"
-                )
-            try:
-                result = getattr(self.store, request.method)(*request.args, **request.kwargs)
-            except SessionStoreError as error:
-                failure = error
+        try:
+            request = steps.send(None)
+            while True:
+                if type(request) is Pause:
+                    time.sleep(request.seconds)
+                    request = steps.send(None)
+                    continue
+                if self._store_is_async:
+                    raise TypeError(
+                        f"{type(self.store).__name__} is an async store: use it with falcon.asgi.App "
+                        "(a WSGI app needs a blocking store, such as RedisStore instead of AsyncRedisStore)"
+                    )
+                method, args, kwargs = request
+                try:
+                    result = getattr(self.store, method)(*args, **kwargs)
+                except SessionStoreError as error:
+                    request = steps.throw(error)
+                else:
+                    request = steps.send(result)
+        except StopIteration as done:
+            return done.value
+        except SessionUnavailable:
+            raise
+        except SessionStoreError as error:
+            raise _unavailable(error, request) from error
 
     async def _run_async(self, steps: Steps[T]) -> T:
         """Carry out ``steps`` by awaiting :attr:`async_store`; what ``steps`` returns."""
         request: Any = None
-        result: Any = None
-        failure: Optional[SessionStoreError] = None
-        while True:
-            request = _next_request(steps, request, result, failure)
-            if isinstance(request, _Done):
-                return request.value
-            result, failure = None, None
-            if isinstance(request, Pause):
-                await asyncio.sleep(request.seconds)
-                continue
-            try:
-                result = await getattr(self.async_store, request.method)(*request.args, **request.kwargs)
-            except SessionStoreError as error:
-                failure = error
+        try:
+            request = steps.send(None)
+            while True:
+                if type(request) is Pause:
+                    await asyncio.sleep(request.seconds)
+                    request = steps.send(None)
+                    continue
+                method, args, kwargs = request
+                try:
+                    result = await getattr(self.async_store, method)(*args, **kwargs)
+                except SessionStoreError as error:
+                    request = steps.throw(error)
+                else:
+                    request = steps.send(result)
+        except StopIteration as done:
+            return done.value
+        except SessionUnavailable:
+            raise
+        except SessionStoreError as error:
+            raise _unavailable(error, request) from error
 
 
-class _Done(NamedTuple):
-    value: Any
-
-
-def _next_request(steps: Steps[Any], request: Any, result: Any, failure: Optional[SessionStoreError]) -> Any:
-    """Resume ``steps`` with ``request``'s ``result`` (or raise its ``failure`` in them): their
-    next request, or :class:`_Done` with what they returned.
-
-    A store failure the steps do not handle becomes :class:`SessionUnavailable` (a 503), logged once.
-    """
-    try:
-        return steps.throw(failure) if failure is not None else steps.send(result)
-    except StopIteration as done:
-        return _Done(done.value)
-    except SessionUnavailable:
-        raise
-    except SessionStoreError as error:
-        log.error("Session store failed in %s: %s", getattr(request, "method", "a lock wait"), error)
-        raise SessionUnavailable() from error
-
-
-def _nothing_opened() -> Opened:
-    return None, None, False
+def _unavailable(error: SessionStoreError, request: Any) -> SessionUnavailable:
+    """The 503 for a store failure that no step handled (logged here, once)."""
+    doing = request[0] if request is not None and type(request) is not Pause else "a lock wait"
+    log.error("Session store failed in %s: %s", doing, error)
+    return SessionUnavailable()
 
 
 def _given(opened: Opened) -> Opened:
@@ -567,14 +562,13 @@ def adapt_store(store: Optional[Any]) -> Store:
     raise TypeError("store must implement load/create/apply/rotate/delete, or hug's get/exists/set/delete")
 
 
-def _status_code(resp: falcon.Response) -> int:
-    status = resp.status
+def _is_server_error(status: Any) -> bool:
+    """Whether a response status (``"503 Service Unavailable"``, ``503`` or ``HTTPStatus``) is a 5xx;
+    an unreadable one counts as one."""
     if isinstance(status, int):
-        return status
-    try:
-        return int(str(status)[:3])
-    except ValueError:
-        return 500
+        return status >= 500
+    code = str(status)[:3]
+    return not (code.isdigit() and code < "500")
 
 
 def _add_vary_cookie(resp: falcon.Response) -> None:

@@ -16,10 +16,10 @@ from typing import Any, Callable, Optional
 
 from .stores.base import Record
 
-#: Returns ``(session id, record, reissue)``: the stored session (both None for
-#: none) and whether the client must be sent its reference again (for example,
-#: a cookie signed with a retired key).
-Loader = Callable[[], "tuple[Optional[str], Optional[Record], bool]"]
+#: Called with the session's source (such as its Cookie header), returns ``(session id,
+#: record, reissue)``: the stored session (both None for none) and whether the client
+#: must be sent its reference again (for example, a cookie signed with a retired key).
+Loader = Callable[[Any], "tuple[Optional[str], Optional[Record], bool]"]
 
 # Values of these types cannot change in place, so reading one never makes the
 # session dirty and needs no re-encoding when the request ends.
@@ -90,6 +90,7 @@ class Session(MutableMapping):
 
     __slots__ = (
         "_loader",
+        "_source",
         "_loaded",
         "_sid",
         "_record",
@@ -104,14 +105,16 @@ class Session(MutableMapping):
         "_reissue",
     )
 
-    def __init__(self, loader: Loader) -> None:
+    def __init__(self, loader: Loader, source: Any = None) -> None:
+        """A session that calls ``loader(source)`` on first use to load its stored state."""
         self._loader = loader
+        self._source = source
         self._loaded = False
 
     # -- loading -----------------------------------------------------------------
 
     def _load(self) -> None:
-        sid, record, reissue = self._loader()
+        sid, record, reissue = self._loader(self._source)
         self.stored_as(sid, record)
         self._reissue = reissue
         self._loaded = True

@@ -1,7 +1,7 @@
 """What a lifecycle step asks its driver to do, so one piece of logic serves WSGI and ASGI.
 
-A step is a generator: it yields :class:`StoreCall` and :class:`Pause`
-requests and is sent each one's result, or has the store's
+A step is a generator: it yields store calls (made by :func:`call`) and
+:class:`Pause` requests and is sent each one's result, or has the store's
 :class:`~.stores.base.SessionStoreError` raised at the ``yield``; it returns
 its own result. ``SessionMiddleware._run`` carries the requests out by
 blocking calls, ``SessionMiddleware._run_async`` by awaiting; the step never
@@ -12,13 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Generator, NamedTuple, TypeVar, Union
 
-
-class StoreCall(NamedTuple):
-    """Call the store method ``method``; the result is sent back."""
-
-    method: str
-    args: tuple
-    kwargs: dict
+#: Call the store method named first, with these positional and keyword arguments;
+#: the result is sent back. A plain tuple: one is made for every store call of every request.
+StoreCall = tuple[str, tuple, dict]
 
 
 class Pause(NamedTuple):
@@ -29,7 +25,7 @@ class Pause(NamedTuple):
 
 def call(method: str, *args: Any, **kwargs: Any) -> StoreCall:
     """The request to call store method ``method`` with these arguments."""
-    return StoreCall(method, args, kwargs)
+    return method, args, kwargs
 
 
 T = TypeVar("T")

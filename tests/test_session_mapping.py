@@ -4,7 +4,7 @@ from hug_cookie_sessions import Record, Session
 
 
 def _stored_session(data: dict) -> Session:
-    return Session(lambda: ("sid", Record(data, 0.0, 1e12), False))
+    return Session(lambda _: ("sid", Record(data, 0.0, 1e12), False))
 
 
 def test_items_lists_each_stored_key_once():
