@@ -170,7 +170,7 @@ class SessionMiddleware:
             if isinstance(session, Session) and session.loaded:
                 _add_vary_cookie(resp)
                 if req_succeeded and not _is_server_error(resp.status):
-                    self._send_cookie(resp, self._run(self._commit(session, keep_empty=False)))
+                    self._send_cookie(resp, self._save(session, keep_empty=False))
         finally:
             if self.locks is not None:
                 self._run(self._release_lock(req))
@@ -200,7 +200,7 @@ class SessionMiddleware:
             if isinstance(session, Session) and session.loaded:
                 _add_vary_cookie(resp)
                 if req_succeeded and not _is_server_error(resp.status):
-                    self._send_cookie(resp, await self._run_async(self._commit(session, keep_empty=False)))
+                    self._send_cookie(resp, await self._save_async(session, keep_empty=False))
         finally:
             if self.locks is not None:
                 await self._run_async(self._release_lock(req))
@@ -219,7 +219,7 @@ class SessionMiddleware:
             yield from lock.release()
 
     def _send_cookie(self, resp: Any, outcome: Any) -> None:
-        """Add the ``Set-Cookie`` header that :meth:`_commit`'s ``outcome`` calls for, if any."""
+        """Add the ``Set-Cookie`` header that :meth:`_save`'s ``outcome`` calls for, if any."""
         if outcome is None:
             return
         if outcome is _EXPIRE:
@@ -243,7 +243,7 @@ class SessionMiddleware:
 
     def save(self, session: Session) -> Optional[str]:
         """Store ``session`` now, even if empty; its signed token, or None if it ended."""
-        return self._token(session, self._run(self._commit(session, keep_empty=True)))
+        return self._token(session, self._save(session, keep_empty=True))
 
     async def open_async(self, token: Optional[str]) -> Session:
         """:meth:`open` for asyncio apps: the session is loaded before it is returned."""
@@ -251,7 +251,7 @@ class SessionMiddleware:
 
     async def save_async(self, session: Session) -> Optional[str]:
         """:meth:`save` for asyncio apps, for a session from :meth:`open_async` or the ASGI hooks."""
-        return self._token(session, await self._run_async(self._commit(session, keep_empty=True)))
+        return self._token(session, await self._save_async(session, keep_empty=True))
 
     def _token(self, session: Session, outcome: Any) -> Optional[str]:
         """The signed token that names ``session`` after a save with ``outcome``."""
@@ -347,15 +347,28 @@ class SessionMiddleware:
         return cookie_values(header, self.cookie.name) if header else []
 
     def _open(self, tokens: Sequence[str], lock: Optional[RequestLock] = None) -> Opened:
-        return self._run(self._open_tokens(tokens, lock))
+        if lock is not None or self._store_is_async:
+            return self._run(self._open_tokens(tokens, lock))
+        # _open_tokens without a lock, as plain blocking calls: every request that
+        # reads its session comes this way, and here a generator's cost would show.
+        now = self.clock()
+        for token in tokens[:MAX_COOKIES_CHECKED]:
+            verified = self._verify(token)
+            if verified is not None:
+                try:
+                    record = self.store.load(verified[0])
+                except SessionStoreError as error:
+                    raise _unavailable(error, "load") from error
+                if record is not None and record.expires_at > now:
+                    return verified[0], record, not verified[1]
+        return None, None, False
 
     def _open_tokens(self, tokens: Sequence[str], lock: Optional[RequestLock] = None) -> Steps[Opened]:
         """The first token that verifies and names a live session wins (locked first, with a ``lock``)."""
         now = self.clock()
         for token in tokens[:MAX_COOKIES_CHECKED]:
-            verified = self.signer.unsign(token)
+            verified = self._verify(token)
             if verified is None:
-                log.warning("Ignored a session cookie with a bad signature (starts %r)", token[:6])
                 continue
             sid, current_key = verified
             if lock is not None:
@@ -371,13 +384,45 @@ class SessionMiddleware:
                 yield from lock.release()
         return None, None, False
 
+    def _verify(self, token: str) -> Optional[tuple[str, bool]]:
+        """``(session id, signed with the newest key)`` if ``token`` verifies; else None, logged."""
+        verified = self.signer.unsign(token)
+        if verified is None:
+            log.warning("Ignored a session cookie with a bad signature (starts %r)", token[:6])
+        return verified
+
     # -- saving ---------------------------------------------------------------------------
 
-    def _commit(self, session: Session, *, keep_empty: bool) -> Steps[Any]:
+    def _save(self, session: Session, *, keep_empty: bool) -> Any:
         """Persist ``session``. Returns what the cookie must become: None (unchanged),
         ``_EXPIRE``, or ``(sid, record)`` to (re)issue."""
         changes = _changes(session)
         now = self.clock()
+        if self._nothing_to_write(session, changes, now, keep_empty):
+            return (session.id, session.record) if changes.reissue else None
+        return self._run(self._write(session, changes, now, keep_empty))
+
+    async def _save_async(self, session: Session, *, keep_empty: bool) -> Any:
+        """:meth:`_save` for the ASGI hooks."""
+        changes = _changes(session)
+        now = self.clock()
+        if self._nothing_to_write(session, changes, now, keep_empty):
+            return (session.id, session.record) if changes.reissue else None
+        return await self._run_async(self._write(session, changes, now, keep_empty))
+
+    def _nothing_to_write(self, session: Session, changes: Changes, now: float, keep_empty: bool) -> bool:
+        """Whether saving can skip the store: nothing changed, and either the stored
+        expiry need not move yet or there is no stored session and an empty one is not kept."""
+        if changes.any:
+            return False
+        old = session.record
+        if old is None:
+            return not keep_empty
+        expires_at, refresh_step = self._expiry(old.created_at, old.idle_timeout, now)
+        return expires_at - old.expires_at < refresh_step
+
+    def _write(self, session: Session, changes: Changes, now: float, keep_empty: bool) -> Steps[Any]:
+        """The store calls that persist ``changes`` to ``session``; the outcome, as for :meth:`_save`."""
         if changes.ended_sid:
             yield call("delete", changes.ended_sid)
         old, old_sid = session.record, session.id
@@ -389,9 +434,6 @@ class SessionMiddleware:
         refreshed = (
             old is None or changes.idle_timeout is not None or expires_at - old.expires_at >= refresh_step
         )
-        if not refreshed and not changes.any:
-            # A stored session that was only read, its expiry not due to move: nothing to write.
-            return (old_sid, old) if changes.reissue else None
         if not refreshed:
             expires_at = old.expires_at
 
@@ -414,10 +456,10 @@ class SessionMiddleware:
             if not alive:
                 log.info("Session ended by a concurrent request; its changes were dropped")
                 return _EXPIRE
-            # The loaded record belongs to this session: bring it up to date the way
-            # the store just did, rather than building it anew.
-            sid, record = old_sid, old
-            record.update(changes.changed, changes.removed, expires_at, user_id, changes.idle_timeout)
+            sid, record = (
+                old_sid,
+                old.updated(changes.changed, changes.removed, expires_at, user_id, changes.idle_timeout),
+            )
         else:
             data = session.full_data(changes.changed)
             if not data and not keep_empty and (old is None or changes.removed):
@@ -492,7 +534,7 @@ class SessionMiddleware:
         except SessionUnavailable:
             raise
         except SessionStoreError as error:
-            raise _unavailable(error, request) from error
+            raise _unavailable(error, _doing(request)) from error
 
     async def _run_async(self, steps: Steps[T]) -> T:
         """Carry out ``steps`` by awaiting :attr:`async_store`; what ``steps`` returns."""
@@ -516,14 +558,18 @@ class SessionMiddleware:
         except SessionUnavailable:
             raise
         except SessionStoreError as error:
-            raise _unavailable(error, request) from error
+            raise _unavailable(error, _doing(request)) from error
 
 
-def _unavailable(error: SessionStoreError, request: Any) -> SessionUnavailable:
+def _unavailable(error: SessionStoreError, doing: str) -> SessionUnavailable:
     """The 503 for a store failure that no step handled (logged here, once)."""
-    doing = request[0] if request is not None and type(request) is not Pause else "a lock wait"
     log.error("Session store failed in %s: %s", doing, error)
     return SessionUnavailable()
+
+
+def _doing(request: Any) -> str:
+    """What a step's driver was doing when the store failed: a store method's name."""
+    return request[0] if request is not None and type(request) is not Pause else "a lock wait"
 
 
 def _given(opened: Opened) -> Opened:

@@ -10,9 +10,9 @@ middleware can write back just those.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from collections.abc import Iterator, Mapping, MutableMapping
+from types import MappingProxyType
+from typing import Any, Callable, NamedTuple, Optional
 
 from .stores.base import Record
 
@@ -41,12 +41,11 @@ class SessionValueError(TypeError):
         )
 
 
-@dataclass
-class Changes:
+class Changes(NamedTuple):
     """What one request did to its session, as the middleware persists it."""
 
-    changed: dict[str, str]
-    removed: set[str]
+    changed: Mapping[str, str]
+    removed: frozenset[str] = frozenset()
     regenerate: bool = False
     ended_sid: Optional[str] = None
     user_id: Optional[str] = None
@@ -64,6 +63,10 @@ class Changes:
             or self.user_id is not None
             or self.idle_timeout is not None
         )
+
+
+#: What most requests do to their session: nothing (shared, since it cannot change).
+NO_CHANGES = Changes(MappingProxyType({}))
 
 
 def encode_value(key: str, value: Any) -> str:
@@ -291,9 +294,19 @@ class Session(MutableMapping):
             text = encode_value(key, value)
             if raw.get(key) != text:
                 changed[key] = text
+        if not (
+            changed
+            or self._removed
+            or self._regenerate
+            or self._ended_sid
+            or self._user_id is not None
+            or self._idle_timeout is not None
+            or self._reissue
+        ):
+            return NO_CHANGES
         return Changes(
             changed,
-            set(self._removed),
+            frozenset(self._removed),
             self._regenerate,
             self._ended_sid,
             self._user_id,
@@ -301,7 +314,7 @@ class Session(MutableMapping):
             self._reissue,
         )
 
-    def full_data(self, changed: dict[str, str]) -> dict[str, str]:
+    def full_data(self, changed: Mapping[str, str]) -> dict[str, str]:
         """Every key's JSON text once ``changed`` (from :meth:`changes`) is applied."""
         data = {key: text for key, text in self._raw.items() if key not in self._removed}
         data.update(changed)

@@ -90,11 +90,12 @@ class StoreConformance:
         assert loaded.expires_at == pytest.approx(original.expires_at, abs=0.001)
         assert (loaded.user_id, loaded.idle_timeout) == ("alice", 600)
 
-    def test_changing_a_loaded_record_does_not_change_the_store(self, store):
+    def test_a_loaded_record_is_a_snapshot_that_later_writes_leave_alone(self, store):
         sid = new_session_id()
-        store.create(sid, record({"a": "1"}))
-        store.load(sid).data["a"] = "2"
-        assert store.load(sid).data == {"a": "1"}
+        store.create(sid, record({"a": "1", "b": "2"}))
+        loaded = store.load(sid)
+        assert store.apply(sid, {"a": "3"}, {"b"}, time.time() + HOUR)
+        assert (loaded.data, store.load(sid).data) == ({"a": "1", "b": "2"}, {"a": "3"})
 
     def test_sessions_are_independent(self, store):
         first, second = new_session_id(), new_session_id()

@@ -50,8 +50,7 @@ class HugStoreAdapter:
             record = self.load(sid)
             if record is None:
                 return False
-            record.update(changed, removed, expires_at, user_id, idle_timeout)
-            self.store.set(sid, _as_dict(record))
+            self.store.set(sid, _as_dict(record.updated(changed, removed, expires_at, user_id, idle_timeout)))
             return True
 
     def rotate(self, old_sid: str, new_sid: str, record: Record) -> bool:

@@ -32,16 +32,15 @@ class MemoryStore:
             record = self._records.get(sid)
             if record is None or record.expires_at <= self._clock():
                 return None
-            return record.copy()
+            return record  # never changed in place: apply() replaces it
 
     def create(self, sid: str, record: Record) -> None:
-        stored = record.copy()
         with self._lock:
             if len(self._records) >= self.max_sessions:
                 self._purge_expired_locked()
                 while len(self._records) >= self.max_sessions:
                     self._records.popitem(last=False)
-            self._records[sid] = stored
+            self._records[sid] = record
 
     def apply(
         self,
@@ -57,7 +56,7 @@ class MemoryStore:
             record = self._records.get(sid)
             if record is None or record.expires_at <= self._clock():
                 return False
-            record.update(changed, removed, expires_at, user_id, idle_timeout)
+            self._records[sid] = record.updated(changed, removed, expires_at, user_id, idle_timeout)
             return True
 
     def rotate(self, old_sid: str, new_sid: str, record: Record) -> bool:
@@ -65,7 +64,7 @@ class MemoryStore:
             old = self._records.pop(old_sid, None)
             if old is None or old.expires_at <= self._clock():
                 return False
-            self._records[new_sid] = record.copy()
+            self._records[new_sid] = record
             return True
 
     def delete(self, sid: str) -> None:
