@@ -33,7 +33,7 @@ import falcon
 
 from .cookies import CookieSettings, cookie_values
 from .locking import LockTimeout, RequestLock, SessionLocks
-from .session import Changes, Session, SessionValueError
+from .session import NO_CHANGES, Changes, Session, SessionValueError
 from .signing import SecretKey, SessionSigner, new_session_id
 from .steps import Pause, Steps, T, call
 from .stores.aio import as_async_store, is_async_store
@@ -143,6 +143,7 @@ class SessionMiddleware:
         )
         self.context_name = context_name
         self.idle_timeout = idle_timeout
+        self._default_idle = idle_timeout or MAX_LIFETIME
         self.absolute_timeout = absolute_timeout
         self.persistent = persistent
         self.refresh_fraction = refresh_fraction
@@ -413,7 +414,7 @@ class SessionMiddleware:
     def _nothing_to_write(self, session: Session, changes: Changes, now: float, keep_empty: bool) -> bool:
         """Whether saving can skip the store: nothing changed, and either the stored
         expiry need not move yet or there is no stored session and an empty one is not kept."""
-        if changes.any:
+        if changes is not NO_CHANGES and changes.any:
             return False
         old = session.record
         if old is None:
@@ -486,12 +487,12 @@ class SessionMiddleware:
 
     def _idle(self, idle_timeout: Optional[int]) -> int:
         """The idle timeout in force: the session's own (0 means the default) or the middleware's."""
-        return idle_timeout or self.idle_timeout or MAX_LIFETIME
+        return idle_timeout or self._default_idle
 
     def _expiry(self, created_at: float, idle_timeout: Optional[int], now: float) -> tuple[float, float]:
         """The expiry a save now would set, and how much later than the stored one it
         must be before a read-only request writes it (the refresh step)."""
-        idle = self._idle(idle_timeout)
+        idle = idle_timeout or self._default_idle
         expires_at = now + idle
         if self.absolute_timeout is not None:
             expires_at = min(expires_at, created_at + self.absolute_timeout)
