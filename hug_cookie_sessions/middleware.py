@@ -399,44 +399,44 @@ class SessionMiddleware:
         ``_EXPIRE``, or ``(sid, record)`` to (re)issue."""
         changes = _changes(session)
         now = self.clock()
-        if self._nothing_to_write(session, changes, now, keep_empty):
+        expires_at, refreshed = self._next_expiry(session.record, changes.idle_timeout, now)
+        if self._nothing_to_write(session, changes, refreshed, keep_empty):
             return (session.id, session.record) if changes.reissue else None
-        return self._run(self._write(session, changes, now, keep_empty))
+        return self._run(self._write(session, changes, now, expires_at, refreshed, keep_empty))
 
     async def _save_async(self, session: Session, *, keep_empty: bool) -> Any:
         """:meth:`_save` for the ASGI hooks."""
         changes = _changes(session)
         now = self.clock()
-        if self._nothing_to_write(session, changes, now, keep_empty):
+        expires_at, refreshed = self._next_expiry(session.record, changes.idle_timeout, now)
+        if self._nothing_to_write(session, changes, refreshed, keep_empty):
             return (session.id, session.record) if changes.reissue else None
-        return await self._run_async(self._write(session, changes, now, keep_empty))
+        return await self._run_async(self._write(session, changes, now, expires_at, refreshed, keep_empty))
 
-    def _nothing_to_write(self, session: Session, changes: Changes, now: float, keep_empty: bool) -> bool:
+    @staticmethod
+    def _nothing_to_write(session: Session, changes: Changes, refreshed: bool, keep_empty: bool) -> bool:
         """Whether saving can skip the store: nothing changed, and either the stored
         expiry need not move yet or there is no stored session and an empty one is not kept."""
         if changes is not NO_CHANGES and changes.any:
             return False
-        old = session.record
-        if old is None:
+        if session.record is None:
             return not keep_empty
-        expires_at, refresh_step = self._expiry(old.created_at, old.idle_timeout, now)
-        return expires_at - old.expires_at < refresh_step
+        return not refreshed
 
-    def _write(self, session: Session, changes: Changes, now: float, keep_empty: bool) -> Steps[Any]:
-        """The store calls that persist ``changes`` to ``session``; the outcome, as for :meth:`_save`."""
+    def _write(
+        self,
+        session: Session,
+        changes: Changes,
+        now: float,
+        expires_at: float,
+        refreshed: bool,
+        keep_empty: bool,
+    ) -> Steps[Any]:
+        """The store calls that persist ``changes`` to ``session``, to expire at ``expires_at``
+        (``refreshed``: a new expiry); the outcome, as for :meth:`_save`."""
         if changes.ended_sid:
             yield call("delete", changes.ended_sid)
         old, old_sid = session.record, session.id
-        idle_timeout = changes.idle_timeout
-        if idle_timeout is None and old is not None:
-            idle_timeout = old.idle_timeout
-        created_at = old.created_at if old is not None else now
-        expires_at, refresh_step = self._expiry(created_at, idle_timeout, now)
-        refreshed = (
-            old is None or changes.idle_timeout is not None or expires_at - old.expires_at >= refresh_step
-        )
-        if not refreshed:
-            expires_at = old.expires_at
 
         if old is not None and not changes.regenerate:
             if changes.removed and not keep_empty and not session.full_data(changes.changed):
@@ -468,6 +468,10 @@ class SessionMiddleware:
                     yield call("delete", old_sid)
                 return _EXPIRE if old is not None or changes.ended_sid else None
             user_id = changes.user_id or (old.user_id if old is not None else None)
+            idle_timeout = changes.idle_timeout
+            if idle_timeout is None and old is not None:
+                idle_timeout = old.idle_timeout
+            created_at = old.created_at if old is not None else now
             record = Record(data, created_at, expires_at, user_id, idle_timeout)
             sid = new_session_id()
             if old is None:
@@ -489,14 +493,29 @@ class SessionMiddleware:
         """The idle timeout in force: the session's own (0 means the default) or the middleware's."""
         return idle_timeout or self._default_idle
 
-    def _expiry(self, created_at: float, idle_timeout: Optional[int], now: float) -> tuple[float, float]:
-        """The expiry a save now would set, and how much later than the stored one it
-        must be before a read-only request writes it (the refresh step)."""
-        idle = idle_timeout or self._default_idle
+    def _next_expiry(
+        self, old: Optional[Record], idle_timeout: Optional[int], now: float
+    ) -> tuple[float, bool]:
+        """The expiry a save now gives the session stored as ``old`` (None: not stored yet),
+        ``idle_timeout`` being the one set for it in this request, if any; and whether
+        that is a new expiry.
+
+        A stored expiry moves only once it would move by the refresh step (a fraction
+        of the idle timeout), so that a busy reader does not write on every request.
+        """
+        if idle_timeout is None and old is not None:
+            idle = old.idle_timeout or self._default_idle
+        else:
+            idle = idle_timeout or self._default_idle
         expires_at = now + idle
         if self.absolute_timeout is not None:
+            created_at = old.created_at if old is not None else now
             expires_at = min(expires_at, created_at + self.absolute_timeout)
-        return expires_at, max(idle * self.refresh_fraction, 1.0)
+        if old is None or idle_timeout is not None:
+            return expires_at, True
+        if expires_at - old.expires_at >= max(idle * self.refresh_fraction, 1.0):
+            return expires_at, True
+        return old.expires_at, False
 
     def _cookie_max_age(self, record: Record, now: float) -> Optional[int]:
         if record.idle_timeout == 0 or (record.idle_timeout is None and not self.persistent):
