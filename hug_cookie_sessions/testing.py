@@ -127,6 +127,22 @@ class StoreConformance:
         loaded = store.load(sid)
         assert (loaded.user_id, loaded.idle_timeout) == ("bob", 0)
 
+    def test_a_value_write_at_the_stored_expiry_keeps_everything_else(self, store):
+        sid = new_session_id()
+        store.create(sid, record({"a": "1", "b": "2"}, user_id="alice", idle_timeout=600))
+        expires_at = store.load(sid).expires_at
+        assert store.apply(sid, {"a": "10", "c": "3"}, (), expires_at) is True
+        loaded = store.load(sid)
+        assert loaded.data == {"a": "10", "b": "2", "c": "3"}
+        assert (loaded.expires_at, loaded.user_id, loaded.idle_timeout) == (expires_at, "alice", 600)
+
+    def test_a_value_write_at_the_stored_expiry_of_an_expired_session_returns_false(self, store):
+        sid = new_session_id()
+        expired = record({"a": "1"}, ttl=-1)
+        store.create(sid, expired)
+        assert store.apply(sid, {"a": "2"}, (), expired.expires_at) is False
+        assert store.load(sid) is None
+
     def test_applies_to_different_keys_both_persist(self, store):
         sid = new_session_id()
         store.create(sid, record({"base": "0"}))

@@ -125,6 +125,29 @@ def test_sqlite_purges_expired_sessions_on_demand_and_by_itself(db_path):
     assert len(store) == 2
 
 
+def test_a_sqlite_value_write_at_the_stored_expiry_is_one_statement(db_path):
+    store = SQLiteStore(db_path)
+    sid = new_session_id()
+    store.create(sid, record({"n": "1"}))
+    expires_at = store.load(sid).expires_at
+    statements = []
+    store._connection().set_trace_callback(statements.append)
+    assert store.apply(sid, {"n": "2"}, (), expires_at)
+    assert len(statements) == 1 and statements[0].startswith("INSERT OR REPLACE")
+    statements.clear()
+    assert store.apply(sid, {"n": "3"}, (), expires_at + 60)  # the expiry moves: a transaction
+    assert statements[-1] == "COMMIT"
+    assert store.load(sid).data == {"n": "3"}
+
+
+def test_sqlite_keeps_the_page_cache_size_it_is_given(db_path):
+    def cache_kib(store):
+        return -store._connection().execute("PRAGMA cache_size").fetchone()[0]
+
+    assert cache_kib(SQLiteStore(db_path)) == 32 * 1024
+    assert cache_kib(SQLiteStore(db_path, cache_mib=4)) == 4 * 1024
+
+
 def test_sqlite_refuses_an_in_memory_database():
     with pytest.raises(ValueError, match="file path"):
         SQLiteStore(":memory:")
