@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .apps import LABELS, PATHS
+from .breakdown import STEPS
 
 SESSION_KINDS = ("memory", "sqlite", "redis")
 
@@ -141,6 +142,7 @@ def render_markdown(report: dict) -> str:
             )
     if report.get("redis_reason"):
         lines += ["", f"RedisStore rows absent: {report['redis_reason']}."]
+    lines += _breakdown_lines(report["breakdown"], plan)
     lines += ["", "## Over HTTP (gunicorn + wrk on loopback)", ""]
     if report.get("http_reason"):
         lines.append(f"Not run: {report['http_reason']}.")
@@ -214,6 +216,29 @@ def render_markdown(report: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _breakdown_lines(results: dict, plan) -> list[str]:
+    lines = [
+        "",
+        "## Where the time goes (each step timed alone)",
+        "",
+        "This middleware's hooks called directly with real Falcon request and response objects, as "
+        "Falcon calls them (no hug, no server); a step's cost is the difference between timing the "
+        "request up to it and up to the step before (fastest of "
+        f"{plan.breakdown_repeats} repeats of {plan.breakdown_requests} requests). **floor** is the "
+        "floor middleware's whole work on the same request; the store call is timed alone.",
+        "",
+        "| store | path | " + " | ".join(STEPS) + " | total µs | floor µs | store call alone µs |",
+        "|---|---|" + "---:|" * (len(STEPS) + 3),
+    ]
+    for (kind, path), result in results.items():
+        steps = " | ".join(f"{result['steps'][step]:.2f}" for step in STEPS)
+        lines.append(
+            f"| {LABELS[kind]} | {path} | {steps} | {result['total']:.2f} | {result['floor']:.2f} | "
+            f"{result['store']:.2f} (`{result['store_call']}`) |"
+        )
+    return lines
 
 
 def render_chart(report: dict, path: str) -> None:

@@ -24,7 +24,9 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from typing import Optional
 
-from . import http, inprocess, stores
+from hug_cookie_sessions import MemoryStore, SQLiteStore
+
+from . import breakdown, http, inprocess, stores
 from .apps import KINDS, build, middleware, redis_unavailable_reason
 from .report import render_chart, render_markdown, targets
 
@@ -45,10 +47,12 @@ class Plan:
     redis_requests: int
     durability_rounds: int
     durability_commits: int
+    breakdown_repeats: int
+    breakdown_requests: int
 
 
-FULL = Plan(150, 4, 100, 3, 3.0, (1_000, 1_000_000), 30, 1000, 20_000, 500, 8, 300)
-QUICK = Plan(8, 3, 50, 1, 1.0, (1_000, 100_000), 3, 300, 2_000, 50, 2, 50)
+FULL = Plan(150, 4, 100, 3, 3.0, (1_000, 1_000_000), 30, 1000, 20_000, 500, 8, 300, 9, 2000)
+QUICK = Plan(8, 3, 50, 1, 1.0, (1_000, 100_000), 3, 300, 2_000, 50, 2, 50, 2, 200)
 
 
 def log(message: str) -> None:
@@ -211,6 +215,12 @@ def main() -> None:
                 progress=_every(10, log),
             )
             del apps
+            log("where the time goes: each step of a request timed alone")
+            report["breakdown"] = breakdown.breakdown(
+                {"memory": MemoryStore, "sqlite": lambda: SQLiteStore(os.path.join(tmp, "breakdown.db"))},
+                repeats=plan.breakdown_repeats,
+                number=plan.breakdown_requests,
+            )
             if redis_url:
                 log("Redis: round trips and commands per request")
                 report["redis"] = stores.redis_costs(redis_url, plan.redis_requests)
