@@ -128,7 +128,9 @@ def stall_in_handler(session: hug.directives.session):
 
 @hug.post("/stall_in_commit")
 def stall_in_commit(session: hug.directives.session):
-    """Change several keys; the save then hangs inside its write transaction (SQLite only)."""
-    for key in ("a", "b", "c", STALL_KEY):
+    """Change several keys and remove one; the save then hangs inside its write transaction
+    (SQLite only). The removal makes it a transaction: new values alone are one statement."""
+    for key in ("a", "c", STALL_KEY):
         session[key] = "changed"
+    del session["b"]
     return {"ok": True}
