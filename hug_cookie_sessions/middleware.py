@@ -149,6 +149,8 @@ class SessionMiddleware:
         self.refresh_fraction = refresh_fraction
         self.clock = clock
         self.locks = SessionLocks(self.store, lock_timeout, lock_lease) if lock else None
+        # Bound once, not per request: every request's session is handed this loader.
+        self._cookie_loader = self._open_from_cookie
         self._lock_key = f"{context_name}.lock"
 
     # -- Falcon hooks (WSGI: hug, falcon.App) ---------------------------------------------
@@ -158,7 +160,7 @@ class SessionMiddleware:
         # the session, and that cycle would leave every request to the garbage collector.
         cookie_header = req.env.get("HTTP_COOKIE")
         if self.locks is None:
-            req.context[self.context_name] = Session(self._open_from_cookie, cookie_header)
+            req.context[self.context_name] = Session(self._cookie_loader, cookie_header)
         else:
             opener = partial(self._open_from_cookie, lock=self._new_lock(req))
             req.context[self.context_name] = Session(opener, cookie_header)
@@ -168,7 +170,8 @@ class SessionMiddleware:
     ) -> None:
         session = req.context.get(self.context_name)
         try:
-            if isinstance(session, Session) and session.loaded:
+            # _loaded, not the loaded property: every request comes this way, most untouched.
+            if isinstance(session, Session) and session._loaded:
                 _add_vary_cookie(resp)
                 if req_succeeded and not _is_server_error(resp.status):
                     self._send_cookie(resp, self._save(session, keep_empty=False))
