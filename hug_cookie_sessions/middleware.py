@@ -16,7 +16,9 @@ Loading, saving, locking and the per-user calls are written once, as steps
 (:mod:`hug_cookie_sessions.steps`): generators that *yield* the store calls and
 pauses they need and receive the results. :meth:`_run` carries them out with
 blocking calls, :meth:`_run_async` by awaiting an async store. So WSGI and ASGI
-share every decision, and only the I/O differs.
+share every decision, and only the I/O differs. Two paths skip the generator
+because nearly every request takes them: a save with nothing to write decides
+so before any step runs, and a blocking load without a lock is plain calls.
 """
 
 from __future__ import annotations
