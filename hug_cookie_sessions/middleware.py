@@ -172,8 +172,8 @@ class SessionMiddleware:
     ) -> None:
         session = req.context.get(self.context_name)
         try:
-            # _loaded, not the loaded property: every request comes this way, most untouched.
-            if isinstance(session, Session) and session._loaded:
+            # session.loaded without the property call: every request comes this way.
+            if isinstance(session, Session) and session._loader is None:
                 _add_vary_cookie(resp)
                 if req_succeeded and not _is_server_error(resp.status):
                     self._send_cookie(resp, self._save(session, keep_empty=False))

@@ -106,7 +106,6 @@ class Session(MutableMapping):
     __slots__ = (
         "_loader",
         "_source",
-        "_loaded",
         "_sid",
         "_record",
         "_raw",
@@ -122,9 +121,8 @@ class Session(MutableMapping):
 
     def __init__(self, loader: Loader, source: Any = None) -> None:
         """A session that calls ``loader(source)`` on first use to load its stored state."""
-        self._loader = loader
+        self._loader: Optional[Loader] = loader  # None once loaded
         self._source = source
-        self._loaded = False
 
     # -- loading -----------------------------------------------------------------
 
@@ -132,7 +130,7 @@ class Session(MutableMapping):
         sid, record, reissue = self._loader(self._source)
         self.stored_as(sid, record)
         self._reissue = reissue
-        self._loaded = True
+        self._loader = self._source = None
 
     def stored_as(self, sid: Optional[str], record: Optional[Record]) -> None:
         """Make ``record``, stored under ``sid``, the session's clean state (after loading or saving)."""
@@ -151,10 +149,10 @@ class Session(MutableMapping):
     @property
     def loaded(self) -> bool:
         """Whether anything has used this session during the request."""
-        return self._loaded
+        return self._loader is None
 
     def _ensure_loaded(self) -> None:
-        if not self._loaded:
+        if self._loader is not None:
             self._load()
 
     # -- the mapping ---------------------------------------------------------------
@@ -167,7 +165,7 @@ class Session(MutableMapping):
 
     def get(self, key: str, default: Any = None) -> Any:
         """``session[key]``, or ``default`` if there is no such key (decoded on first read)."""
-        if not self._loaded:
+        if self._loader is not None:
             self._load()
         value = self._values.get(key, _MISSING)
         if value is not _MISSING:
@@ -181,7 +179,7 @@ class Session(MutableMapping):
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
             raise TypeError(f"session keys must be str, not {type(key).__name__}")
-        if not self._loaded:
+        if self._loader is not None:
             self._load()
         self._values[key] = value
         self._assigned.add(key)
@@ -196,12 +194,12 @@ class Session(MutableMapping):
             self._removed.add(key)
 
     def __contains__(self, key: object) -> bool:
-        if not self._loaded:
+        if self._loader is not None:
             self._load()
         return key in self._values or (key in self._raw and key not in self._removed)
 
     def __iter__(self) -> Iterator[str]:
-        if not self._loaded:
+        if self._loader is not None:
             self._load()
         # A snapshot: reading values while iterating (items(), values()) caches
         # keys in _values, which a lazy generator would then yield twice.
@@ -210,15 +208,16 @@ class Session(MutableMapping):
         yield from keys
 
     def __len__(self) -> int:
-        if not self._loaded:
+        if self._loader is not None:
             self._load()
         return len(self._values) + sum(
             1 for key in self._raw if key not in self._removed and key not in self._values
         )
 
     def __repr__(self) -> str:
-        state = dict(self) if self._loaded else "not loaded"
-        return f"<Session id={self._sid if self._loaded else '?'} {state}>"
+        if self._loader is not None:
+            return "<Session not loaded>"
+        return f"<Session id={self._sid} {dict(self)}>"
 
     # -- lifecycle -----------------------------------------------------------------
 
