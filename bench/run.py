@@ -1,6 +1,6 @@
 """``make bench``: every measurement in one run, the table printed, docs/benchmarks.{md,png} written.
 
-``python -m bench.run`` takes about ten minutes on two cores; ``--quick`` takes
+``python -m bench.run`` takes about four minutes on two cores; ``--quick`` takes
 under a minute and checks that the benchmark works (its figures mean little and
 go to a temporary directory unless ``--output`` says otherwise).
 """
