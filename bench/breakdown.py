@@ -43,7 +43,7 @@ def _request_parts(middleware: Any, path: str) -> list[Callable[[Any, Any], Any]
 
 def _time_prefixes(parts: list[Callable], environ: dict, repeats: int, number: int) -> list[float]:
     """Seconds per request for every prefix of ``parts`` (the empty prefix: new request objects)."""
-    app = falcon.API()
+    app = (getattr(falcon, "App", None) or falcon.API)()  # falcon.App from Falcon 3 on
     request_options, response_options = app.req_options, app.resp_options
     best = [float("inf")] * (len(parts) + 1)
     for _ in range(repeats):

@@ -145,7 +145,6 @@ class SessionMiddleware:
         )
         self.context_name = context_name
         self.idle_timeout = idle_timeout
-        self._default_idle = idle_timeout or MAX_LIFETIME
         self.absolute_timeout = absolute_timeout
         self.persistent = persistent
         self.refresh_fraction = refresh_fraction
@@ -453,7 +452,7 @@ class SessionMiddleware:
             alive = yield call(
                 "apply",
                 old_sid,
-                changes.changed,
+                changes.changed or {},  # a store gets a dict, never the shared NO_CHANGES mapping
                 changes.removed,
                 expires_at,
                 user_id=user_id,
@@ -496,7 +495,7 @@ class SessionMiddleware:
 
     def _idle(self, idle_timeout: Optional[int]) -> int:
         """The idle timeout in force: the session's own (0 means the default) or the middleware's."""
-        return idle_timeout or self._default_idle
+        return idle_timeout or self.idle_timeout or MAX_LIFETIME
 
     def _next_expiry(
         self, old: Optional[Record], idle_timeout: Optional[int], now: float
@@ -509,9 +508,9 @@ class SessionMiddleware:
         of the idle timeout), so that a busy reader does not write on every request.
         """
         if idle_timeout is None and old is not None:
-            idle = old.idle_timeout or self._default_idle
+            idle = old.idle_timeout or self.idle_timeout or MAX_LIFETIME
         else:
-            idle = idle_timeout or self._default_idle
+            idle = idle_timeout or self.idle_timeout or MAX_LIFETIME
         expires_at = now + idle
         if self.absolute_timeout is not None:
             created_at = old.created_at if old is not None else now
@@ -562,7 +561,10 @@ class SessionMiddleware:
             raise _unavailable(error, _doing(request)) from error
 
     async def _run_async(self, steps: Steps[T]) -> T:
-        """Carry out ``steps`` by awaiting :attr:`async_store`; what ``steps`` returns."""
+        """Carry out ``steps`` by awaiting :attr:`async_store`; what ``steps`` returns.
+
+        A store failure the steps do not handle becomes :class:`SessionUnavailable` (a 503), logged once.
+        """
         request: Any = None
         try:
             request = steps.send(None)
@@ -639,7 +641,7 @@ def _is_server_error(status: Any) -> bool:
     if isinstance(status, int):
         return status >= 500
     code = str(status)[:3]
-    return not (code.isdigit() and code < "500")
+    return not (code.isascii() and code.isdigit() and code < "500")
 
 
 def _add_vary_cookie(resp: falcon.Response) -> None:

@@ -34,7 +34,7 @@ _MISSING = object()
 
 def _decode(text: str) -> Any:
     """The value stored as JSON ``text``."""
-    if text.isdigit() and text.isascii():
+    if text.isdigit() and text.isascii() and (text[0] != "0" or len(text) == 1):
         return int(text)  # a counter, the commonest value; a fraction of the decoder's cost
     return _json_decode(text)
 
@@ -83,11 +83,11 @@ NO_CHANGES = Changes(MappingProxyType({}))
 
 def encode_value(key: str, value: Any) -> str:
     """The JSON text stored for ``value``; raises :class:`SessionValueError` naming ``key``."""
-    if type(value) is int:
-        # Counters are common, and an int's JSON text is its repr; the encoder
-        # would build a new C encoder object for it on every call.
-        return repr(value)
     try:
+        if type(value) is int:
+            # Counters are common, and an int's JSON text is its repr; the encoder
+            # would build a new C encoder object for it on every call.
+            return repr(value)
         return _encode(value)
     except (TypeError, ValueError) as error:
         raise SessionValueError(key, value) from error
@@ -121,7 +121,7 @@ class Session(MutableMapping):
 
     def __init__(self, loader: Loader, source: Any = None) -> None:
         """A session that calls ``loader(source)`` on first use to load its stored state."""
-        self._loader: Optional[Loader] = loader  # None once loaded
+        self._loader: Optional[Loader] = loader  # None once loaded (the middleware checks it)
         self._source = source
 
     # -- loading -----------------------------------------------------------------
@@ -235,7 +235,7 @@ class Session(MutableMapping):
 
     @property
     def record(self) -> Optional[Record]:
-        """The record as loaded from the store (None for a new session)."""
+        """The record as loaded from the store (None for a new session); read-only, as stores may share it."""
         self._ensure_loaded()
         return self._record
 

@@ -143,6 +143,12 @@ class StoreConformance:
         assert store.apply(sid, {"a": "2"}, (), expired.expires_at) is False
         assert store.load(sid) is None
 
+    def test_a_key_both_changed_and_removed_in_one_apply_ends_removed(self, store):
+        sid = new_session_id()
+        store.create(sid, record({"a": "1", "b": "2"}))
+        assert store.apply(sid, {"a": "10", "c": "3"}, {"a"}, time.time() + HOUR) is True
+        assert store.load(sid).data == {"b": "2", "c": "3"}
+
     def test_applies_to_different_keys_both_persist(self, store):
         sid = new_session_id()
         store.create(sid, record({"base": "0"}))

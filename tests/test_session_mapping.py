@@ -1,6 +1,9 @@
 """The session behaves like a dict, and knows what saving it would write."""
 
+import pytest
+
 from hug_cookie_sessions import Record, Session
+from hug_cookie_sessions.session import SessionValueError
 
 
 def _stored_session(data: dict) -> Session:
@@ -37,3 +40,18 @@ def test_modified_says_whether_saving_would_write():
     ended = _stored_session({"n": "1"})
     ended.invalidate()
     assert ended.modified is True
+
+
+def test_an_int_too_long_for_json_is_a_value_error_naming_its_key():
+    session = _stored_session({})
+    session["huge"] = 10**5000  # longer than Python's int-to-text limit
+
+    with pytest.raises(SessionValueError, match=r"session\['huge'\]"):
+        session.changes()
+    assert session.modified is True
+
+
+def test_stored_numbers_read_back_as_json_would_read_them():
+    session = _stored_session({"n": "42", "zero": "0", "neg": "-7", "big": str(2**70), "f": "1.5"})
+
+    assert [session[key] for key in ("n", "zero", "neg", "big", "f")] == [42, 0, -7, 2**70, 1.5]

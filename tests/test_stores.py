@@ -140,6 +140,16 @@ def test_a_sqlite_value_write_at_the_stored_expiry_is_one_statement(db_path):
     assert store.load(sid).data == {"n": "3"}
 
 
+def test_a_sqlite_write_of_many_values_at_once_lands_whole(db_path):
+    store = SQLiteStore(db_path)
+    sid = new_session_id()
+    store.create(sid, record({"n": "1"}))
+    expires_at = store.load(sid).expires_at
+    many = {f"k{index}": str(index) for index in range(5000)}
+    assert store.apply(sid, many, (), expires_at)
+    assert store.load(sid).data == {"n": "1", **many}
+
+
 def test_sqlite_keeps_the_page_cache_size_it_is_given(db_path):
     def cache_kib(store):
         return -store._connection().execute("PRAGMA cache_size").fetchone()[0]

@@ -54,12 +54,9 @@ class Record:
         idle_timeout: Optional[int] = None,
     ) -> Record:
         """A new record: this one after the :meth:`Store.apply` call with these arguments."""
-        data = (
-            {key: text for key, text in self.data.items() if key not in removed}
-            if removed
-            else dict(self.data)
-        )
-        data.update(changed)
+        data = {**self.data, **changed}
+        for key in removed:
+            data.pop(key, None)
         return Record(
             data,
             self.created_at,

@@ -65,6 +65,11 @@ WHERE s.id = ? AND s.expires_at > ?
 """
 
 
+#: Writes of up to this many values may take the one-statement path (two bound
+#: parameters each: far below SQLite's limit, and few distinct statements to cache).
+MAX_ONE_STATEMENT_KEYS = 64
+
+
 def _values_if_expiry(count: int) -> str:
     """``count`` key/value pairs written into the session ``?`` if it is live and expires at ``?``."""
     rows = ", ".join(["(?, ?)"] * count)
@@ -177,7 +182,12 @@ class SQLiteStore:
         user_id: Optional[str] = None,
         idle_timeout: Optional[int] = None,
     ) -> bool:
-        if changed and not removed and user_id is None and idle_timeout is None:
+        if (
+            0 < len(changed) <= MAX_ONE_STATEMENT_KEYS
+            and not removed
+            and user_id is None
+            and idle_timeout is None
+        ):
             # The usual write: new values, the expiry unchanged. One statement, which
             # writes only into a live session whose expiry is still ``expires_at``,
             # rather than a transaction that reads the row first. Any other case
