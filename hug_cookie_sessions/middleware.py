@@ -401,21 +401,23 @@ class SessionMiddleware:
     def _save(self, session: Session, *, keep_empty: bool) -> Any:
         """Persist ``session``. Returns what the cookie must become: None (unchanged),
         ``_EXPIRE``, or ``(sid, record)`` to (re)issue."""
-        changes = _changes(session)
-        now = self.clock()
-        expires_at, refreshed = self._next_expiry(session.record, changes.idle_timeout, now)
-        if self._nothing_to_write(session, changes, refreshed, keep_empty):
-            return (session.id, session.record) if changes.reissue else None
-        return self._run(self._write(session, changes, now, expires_at, refreshed, keep_empty))
+        writes, outcome = self._plan_save(session, keep_empty)
+        return outcome if writes is None else self._run(writes)
 
     async def _save_async(self, session: Session, *, keep_empty: bool) -> Any:
         """:meth:`_save` for the ASGI hooks."""
+        writes, outcome = self._plan_save(session, keep_empty)
+        return outcome if writes is None else await self._run_async(writes)
+
+    def _plan_save(self, session: Session, keep_empty: bool) -> tuple[Optional[Steps[Any]], Any]:
+        """``(None, outcome)`` when saving writes nothing (decided without running any step),
+        else ``(the write steps, None)``."""
         changes = _changes(session)
         now = self.clock()
         expires_at, refreshed = self._next_expiry(session.record, changes.idle_timeout, now)
         if self._nothing_to_write(session, changes, refreshed, keep_empty):
-            return (session.id, session.record) if changes.reissue else None
-        return await self._run_async(self._write(session, changes, now, expires_at, refreshed, keep_empty))
+            return None, ((session.id, session.record) if changes.reissue else None)
+        return self._write(session, changes, now, expires_at, refreshed, keep_empty), None
 
     @staticmethod
     def _nothing_to_write(session: Session, changes: Changes, refreshed: bool, keep_empty: bool) -> bool:
@@ -507,10 +509,7 @@ class SessionMiddleware:
         A stored expiry moves only once it would move by the refresh step (a fraction
         of the idle timeout), so that a busy reader does not write on every request.
         """
-        if idle_timeout is None and old is not None:
-            idle = old.idle_timeout or self.idle_timeout or MAX_LIFETIME
-        else:
-            idle = idle_timeout or self.idle_timeout or MAX_LIFETIME
+        idle = self._idle(old.idle_timeout if idle_timeout is None and old is not None else idle_timeout)
         expires_at = now + idle
         if self.absolute_timeout is not None:
             created_at = old.created_at if old is not None else now

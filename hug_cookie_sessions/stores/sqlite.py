@@ -14,6 +14,7 @@ at about twice the write cost.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import threading
@@ -70,6 +71,7 @@ WHERE s.id = ? AND s.expires_at > ?
 MAX_ONE_STATEMENT_KEYS = 64
 
 
+@functools.lru_cache(maxsize=MAX_ONE_STATEMENT_KEYS)
 def _values_if_expiry(count: int) -> str:
     """``count`` key/value pairs written into the session ``?`` if it is live and expires at ``?``."""
     rows = ", ".join(["(?, ?)"] * count)
