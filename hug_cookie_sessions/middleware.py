@@ -12,13 +12,15 @@ The same middleware serves ``falcon.asgi.App`` through the ``*_async`` hooks.
 A mapping access cannot await, so there the session is loaded in
 ``process_request_async``, and only when the request carries a session cookie.
 
-Loading, saving, locking and the per-user calls are written once, as steps
-(:mod:`hug_cookie_sessions.steps`): generators that *yield* the store calls and
-pauses they need and receive the results. :meth:`_run` carries them out with
-blocking calls, :meth:`_run_async` by awaiting an async store. So WSGI and ASGI
-share every decision, and only the I/O differs. Two paths skip the generator
-because nearly every request takes them: a save with nothing to write decides
-so before any step runs, and a blocking load without a lock is plain calls.
+Saving is decided before any I/O: :meth:`_plan_save` turns the session's
+changes into a short list of store calls (usually one, often none), which
+:meth:`_save` makes with blocking calls and :meth:`_save_async` by awaiting.
+Loading with a lock, locking and the per-user calls, whose next call depends on
+the last one's result, are written once as steps (:mod:`hug_cookie_sessions.steps`):
+generators that *yield* the store calls and pauses they need and receive the
+results, carried out by :meth:`_run` or :meth:`_run_async`. So WSGI and ASGI
+share every decision, and only the I/O differs. A blocking load without a lock,
+which nearly every request that reads its session makes, is plain calls.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import falcon
 
@@ -37,7 +39,7 @@ from .cookies import CookieSettings, cookie_values
 from .locking import LockTimeout, RequestLock, SessionLocks
 from .session import NO_CHANGES, Changes, Session, SessionValueError
 from .signing import SecretKey, SessionSigner, new_session_id
-from .steps import Pause, Steps, T, call
+from .steps import Pause, Steps, StoreCall, T, call
 from .stores.aio import as_async_store, is_async_store
 from .stores.base import Record, SessionStoreError, Store
 from .stores.memory import MemoryStore
@@ -145,9 +147,11 @@ class SessionMiddleware:
         )
         self.context_name = context_name
         self.idle_timeout = idle_timeout
+        self._default_idle = idle_timeout or MAX_LIFETIME
         self.absolute_timeout = absolute_timeout
         self.persistent = persistent
         self.refresh_fraction = refresh_fraction
+        self._default_step = max(self._default_idle * refresh_fraction, 1.0)
         self.clock = clock
         self.locks = SessionLocks(self.store, lock_timeout, lock_lease) if lock else None
         # Bound once, not per request: every request's session is handed this loader.
@@ -190,7 +194,8 @@ class SessionMiddleware:
         """
         lock = self._new_lock(req) if self.locks is not None else None
         opened: Opened = (None, None, False)
-        tokens = self._tokens(req.get_header("Cookie"))
+        header = req.get_header("Cookie")
+        tokens = cookie_values(header, self.cookie.name) if header else ()
         if tokens:
             try:
                 opened = await self._run_async(self._open_tokens(tokens, lock))
@@ -345,11 +350,7 @@ class SessionMiddleware:
     # -- loading --------------------------------------------------------------------------
 
     def _open_from_cookie(self, header: Optional[str], lock: Optional[RequestLock] = None) -> Opened:
-        return self._open(self._tokens(header), lock)
-
-    def _tokens(self, header: Optional[str]) -> list[str]:
-        """The session cookie's values in a ``Cookie`` header, parsed alike on every Falcon."""
-        return cookie_values(header, self.cookie.name) if header else []
+        return self._open(cookie_values(header, self.cookie.name) if header else (), lock)
 
     def _open(self, tokens: Sequence[str], lock: Optional[RequestLock] = None) -> Opened:
         if lock is not None or self._store_is_async:
@@ -358,8 +359,10 @@ class SessionMiddleware:
         # reads its session comes this way, and here a generator's cost would show.
         now = self.clock()
         for token in tokens[:MAX_COOKIES_CHECKED]:
-            verified = self._verify(token)
-            if verified is not None:
+            verified = self.signer.unsign(token)
+            if verified is None:
+                _log_bad_signature(token)
+            else:
                 try:
                     record = self.store.load(verified[0])
                 except SessionStoreError as error:
@@ -372,8 +375,9 @@ class SessionMiddleware:
         """The first token that verifies and names a live session wins (locked first, with a ``lock``)."""
         now = self.clock()
         for token in tokens[:MAX_COOKIES_CHECKED]:
-            verified = self._verify(token)
+            verified = self.signer.unsign(token)
             if verified is None:
+                _log_bad_signature(token)
                 continue
             sid, current_key = verified
             if lock is not None:
@@ -389,47 +393,53 @@ class SessionMiddleware:
                 yield from lock.release()
         return None, None, False
 
-    def _verify(self, token: str) -> Optional[tuple[str, bool]]:
-        """``(session id, signed with the newest key)`` if ``token`` verifies; else None, logged."""
-        verified = self.signer.unsign(token)
-        if verified is None:
-            log.warning("Ignored a session cookie with a bad signature (starts %r)", token[:6])
-        return verified
-
     # -- saving ---------------------------------------------------------------------------
 
     def _save(self, session: Session, *, keep_empty: bool) -> Any:
         """Persist ``session``. Returns what the cookie must become: None (unchanged),
         ``_EXPIRE``, or ``(sid, record)`` to (re)issue."""
-        writes, outcome = self._plan_save(session, keep_empty)
-        return outcome if writes is None else self._run(writes)
+        write = self._plan_save(session, keep_empty)
+        if not write.calls:
+            return write.outcome
+        if self._store_is_async:
+            raise _async_store_on_wsgi(self.store)
+        result = None
+        for method, args, kwargs in write.calls:
+            try:
+                result = getattr(self.store, method)(*args, **kwargs)
+            except SessionStoreError as error:
+                raise _unavailable(error, method) from error
+        return _finish(session, write, result)
 
     async def _save_async(self, session: Session, *, keep_empty: bool) -> Any:
         """:meth:`_save` for the ASGI hooks."""
-        writes, outcome = self._plan_save(session, keep_empty)
-        return outcome if writes is None else await self._run_async(writes)
+        write = self._plan_save(session, keep_empty)
+        if not write.calls:
+            return write.outcome
+        result = None
+        for method, args, kwargs in write.calls:
+            try:
+                result = await getattr(self.async_store, method)(*args, **kwargs)
+            except SessionStoreError as error:
+                raise _unavailable(error, method) from error
+        return _finish(session, write, result)
 
-    def _plan_save(self, session: Session, keep_empty: bool) -> tuple[Optional[Steps[Any]], Any]:
-        """``(None, outcome)`` when saving writes nothing (decided without running any step),
-        else ``(the write steps, None)``."""
+    def _plan_save(self, session: Session, keep_empty: bool) -> _Write:
+        """The store calls that persist ``session`` and what follows them (see :class:`_Write`).
+
+        Nothing is written when nothing changed and either the stored expiry need
+        not move yet or there is no stored session and an empty one is not kept.
+        """
         changes = _changes(session)
+        old = session.record
         now = self.clock()
-        expires_at, refreshed = self._next_expiry(session.record, changes.idle_timeout, now)
-        if self._nothing_to_write(session, changes, refreshed, keep_empty):
-            return None, ((session.id, session.record) if changes.reissue else None)
-        return self._write(session, changes, now, expires_at, refreshed, keep_empty), None
+        expires_at, refreshed = self._next_expiry(old, changes.idle_timeout, now)
+        unchanged = changes is NO_CHANGES or not changes.any
+        if unchanged and (not keep_empty if old is None else not refreshed):
+            return _Write((), (session.id, old)) if changes.reissue else _NO_WRITE
+        return self._plan_write(session, changes, now, expires_at, refreshed, keep_empty)
 
-    @staticmethod
-    def _nothing_to_write(session: Session, changes: Changes, refreshed: bool, keep_empty: bool) -> bool:
-        """Whether saving can skip the store: nothing changed, and either the stored
-        expiry need not move yet or there is no stored session and an empty one is not kept."""
-        if changes is not NO_CHANGES and changes.any:
-            return False
-        if session.record is None:
-            return not keep_empty
-        return not refreshed
-
-    def _write(
+    def _plan_write(
         self,
         session: Session,
         changes: Changes,
@@ -437,42 +447,38 @@ class SessionMiddleware:
         expires_at: float,
         refreshed: bool,
         keep_empty: bool,
-    ) -> Steps[Any]:
-        """The store calls that persist ``changes`` to ``session``, to expire at ``expires_at``
-        (``refreshed``: a new expiry); the outcome, as for :meth:`_save`."""
-        if changes.ended_sid:
-            yield call("delete", changes.ended_sid)
+    ) -> _Write:
+        """How to persist ``changes`` to ``session``, to expire at ``expires_at``
+        (``refreshed``: a new expiry)."""
+        calls: list[StoreCall] = [call("delete", changes.ended_sid)] if changes.ended_sid else []
         old, old_sid = session.record, session.id
 
         if old is not None and not changes.regenerate:
             if changes.removed and not keep_empty and not session.full_data(changes.changed):
-                yield call("delete", old_sid)
-                return _EXPIRE
+                calls.append(call("delete", old_sid))
+                return _Write(calls, _EXPIRE)
             # A bound session whose expiry moves names its user again, so that a
             # store's user index can move its own expiry too (Redis).
             user_id = changes.user_id or (old.user_id if refreshed else None)
-            alive = yield call(
-                "apply",
-                old_sid,
-                changes.changed or {},  # a store gets a dict, never the shared NO_CHANGES mapping
-                changes.removed,
-                expires_at,
-                user_id=user_id,
-                idle_timeout=changes.idle_timeout,
+            calls.append(
+                call(
+                    "apply",
+                    old_sid,
+                    changes.changed or {},  # a store gets a dict, never the shared NO_CHANGES mapping
+                    changes.removed,
+                    expires_at,
+                    user_id=user_id,
+                    idle_timeout=changes.idle_timeout,
+                )
             )
-            if not alive:
-                log.info("Session ended by a concurrent request; its changes were dropped")
-                return _EXPIRE
-            sid, record = (
-                old_sid,
-                old.updated(changes.changed, changes.removed, expires_at, user_id, changes.idle_timeout),
-            )
+            sid = old_sid
+            record = old.updated(changes.changed, changes.removed, expires_at, user_id, changes.idle_timeout)
         else:
             data = session.full_data(changes.changed)
             if not data and not keep_empty and (old is None or changes.removed):
                 if old is not None:
-                    yield call("delete", old_sid)
-                return _EXPIRE if old is not None or changes.ended_sid else None
+                    calls.append(call("delete", old_sid))
+                return _Write(calls, _EXPIRE if old is not None or changes.ended_sid else None)
             user_id = changes.user_id or (old.user_id if old is not None else None)
             idle_timeout = changes.idle_timeout
             if idle_timeout is None and old is not None:
@@ -480,24 +486,20 @@ class SessionMiddleware:
             created_at = old.created_at if old is not None else now
             record = Record(data, created_at, expires_at, user_id, idle_timeout)
             sid = new_session_id()
-            if old is None:
-                yield call("create", sid, record)
-            elif not (yield call("rotate", old_sid, sid, record)):
-                return _EXPIRE
-        session.stored_as(sid, record)
+            calls.append(call("create", sid, record) if old is None else call("rotate", old_sid, sid, record))
         cookie_changes = (
             sid != old_sid
             or changes.reissue
             or changes.idle_timeout is not None
             or (refreshed and self._cookie_max_age(record, now) is not None)
         )
-        return (sid, record) if cookie_changes else None
+        return _Write(calls, (sid, record) if cookie_changes else None, sid, record)
 
     # -- timing ---------------------------------------------------------------------------
 
     def _idle(self, idle_timeout: Optional[int]) -> int:
         """The idle timeout in force: the session's own (0 means the default) or the middleware's."""
-        return idle_timeout or self.idle_timeout or MAX_LIFETIME
+        return idle_timeout or self._default_idle
 
     def _next_expiry(
         self, old: Optional[Record], idle_timeout: Optional[int], now: float
@@ -516,7 +518,8 @@ class SessionMiddleware:
             expires_at = min(expires_at, created_at + self.absolute_timeout)
         if old is None or idle_timeout is not None:
             return expires_at, True
-        if expires_at - old.expires_at >= max(idle * self.refresh_fraction, 1.0):
+        step = self._default_step if idle == self._default_idle else max(idle * self.refresh_fraction, 1.0)
+        if expires_at - old.expires_at >= step:
             return expires_at, True
         return old.expires_at, False
 
@@ -541,10 +544,7 @@ class SessionMiddleware:
                     request = steps.send(None)
                     continue
                 if self._store_is_async:
-                    raise TypeError(
-                        f"{type(self.store).__name__} is an async store: use it with falcon.asgi.App "
-                        "(a WSGI app needs a blocking store, such as RedisStore instead of AsyncRedisStore)"
-                    )
+                    raise _async_store_on_wsgi(self.store)
                 method, args, kwargs = request
                 try:
                     result = getattr(self.store, method)(*args, **kwargs)
@@ -593,9 +593,20 @@ def _unavailable(error: SessionStoreError, doing: str) -> SessionUnavailable:
     return SessionUnavailable()
 
 
+def _async_store_on_wsgi(store: Any) -> TypeError:
+    return TypeError(
+        f"{type(store).__name__} is an async store: use it with falcon.asgi.App "
+        "(a WSGI app needs a blocking store, such as RedisStore instead of AsyncRedisStore)"
+    )
+
+
 def _doing(request: Any) -> str:
     """What a step's driver was doing when the store failed: a store method's name."""
     return request[0] if request is not None and type(request) is not Pause else "a lock wait"
+
+
+def _log_bad_signature(token: str) -> None:
+    log.warning("Ignored a session cookie with a bad signature (starts %r)", token[:6])
 
 
 def _given(opened: Opened) -> Opened:
@@ -607,6 +618,37 @@ def _raise(error: Exception) -> Opened:
 
 
 _EXPIRE = object()
+
+
+class _Write(NamedTuple):
+    """What saving a session does: the store ``calls``, in order, then what the cookie
+    becomes (see ``SessionMiddleware._save``).
+
+    When ``record`` is given, the last call stores it as ``sid``: if that call
+    returns False (the session ended meanwhile), nothing was written and the cookie
+    expires; otherwise ``record`` becomes the session's clean state and the cookie
+    becomes ``outcome``. Without a ``record``, the outcome stands once the calls ran.
+    """
+
+    calls: Sequence[StoreCall]
+    outcome: Any
+    sid: Optional[str] = None
+    record: Optional[Record] = None
+
+
+#: Saving a session that writes nothing and keeps its cookie: what most requests do.
+_NO_WRITE = _Write((), None)
+
+
+def _finish(session: Session, write: _Write, result: Any) -> Any:
+    """The cookie outcome once ``write``'s calls ran, the last one returning ``result``."""
+    if write.record is None:
+        return write.outcome
+    if result is False:
+        log.info("Session ended by a concurrent request; its changes were dropped")
+        return _EXPIRE
+    session.stored_as(write.sid, write.record)
+    return write.outcome
 
 
 def _changes(session: Session) -> Changes:

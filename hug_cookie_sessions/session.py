@@ -112,6 +112,7 @@ class Session(MutableMapping):
         "_values",
         "_assigned",
         "_removed",
+        "_dirty",
         "_regenerate",
         "_ended_sid",
         "_user_id",
@@ -129,7 +130,7 @@ class Session(MutableMapping):
     def _load(self) -> None:
         sid, record, reissue = self._loader(self._source)
         self.stored_as(sid, record)
-        self._reissue = reissue
+        self._reissue = self._dirty = reissue
         self._loader = self._source = None
 
     def stored_as(self, sid: Optional[str], record: Optional[Record]) -> None:
@@ -140,6 +141,8 @@ class Session(MutableMapping):
         self._values: dict[str, Any] = {}
         self._assigned: set[str] = set()
         self._removed: set[str] = set()
+        # False until something may need saving: a write, a mutable value handed out, a lifecycle call.
+        self._dirty = False
         self._regenerate = False
         self._ended_sid: Optional[str] = None
         self._user_id: Optional[str] = None
@@ -174,6 +177,8 @@ class Session(MutableMapping):
         if text is None or key in self._removed:
             return default
         value = self._values[key] = _decode(text)
+        if not isinstance(value, _IMMUTABLE):
+            self._dirty = True  # it may be changed in place
         return value
 
     def __setitem__(self, key: str, value: Any) -> None:
@@ -184,6 +189,7 @@ class Session(MutableMapping):
         self._values[key] = value
         self._assigned.add(key)
         self._removed.discard(key)
+        self._dirty = True
 
     def __delitem__(self, key: str) -> None:
         if key not in self:
@@ -192,6 +198,7 @@ class Session(MutableMapping):
         self._assigned.discard(key)
         if key in self._raw:
             self._removed.add(key)
+        self._dirty = True
 
     def __contains__(self, key: object) -> bool:
         if self._loader is not None:
@@ -255,7 +262,8 @@ class Session(MutableMapping):
         ID planted before login (session fixation) is worthless afterwards.
         """
         self._ensure_loaded()
-        self._regenerate = self._record is not None
+        if self._record is not None:
+            self._regenerate = self._dirty = True
 
     def invalidate(self) -> None:
         """End the session: delete it from the store and expire the cookie.
@@ -267,6 +275,7 @@ class Session(MutableMapping):
         ended_sid = self._sid or self._ended_sid
         self.stored_as(None, None)
         self._ended_sid = ended_sid
+        self._dirty = True
 
     @property
     def user_id(self) -> Optional[str]:
@@ -282,6 +291,7 @@ class Session(MutableMapping):
             raise ValueError("user_id must be a non-empty string")
         self._ensure_loaded()
         self._user_id = user_id
+        self._dirty = True
 
     def set_expiry(self, seconds: int) -> None:
         """Override the idle timeout for this session only ("remember me").
@@ -294,6 +304,7 @@ class Session(MutableMapping):
             raise ValueError("seconds must be an int >= 0")
         self._ensure_loaded()
         self._idle_timeout = seconds
+        self._dirty = True
 
     # -- what the middleware reads when saving ---------------------------------------
 
@@ -304,6 +315,8 @@ class Session(MutableMapping):
         encoded; nothing is written in that case.
         """
         self._ensure_loaded()
+        if not self._dirty:
+            return NO_CHANGES
         changed = {}
         raw = self._raw
         for key, value in self._values.items():

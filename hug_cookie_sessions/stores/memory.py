@@ -28,11 +28,12 @@ class MemoryStore:
         self._lock = threading.Lock()
 
     def load(self, sid: str) -> Optional[Record]:
-        with self._lock:
-            record = self._records.get(sid)
-            if record is None or record.expires_at <= self._clock():
-                return None
-            return record  # never changed in place: apply() replaces it
+        # No lock: one dict lookup is atomic, and a record is never changed in place
+        # (apply() replaces it), so a reader sees the old record or the new one.
+        record = self._records.get(sid)
+        if record is None or record.expires_at <= self._clock():
+            return None
+        return record
 
     def create(self, sid: str, record: Record) -> None:
         with self._lock:
