@@ -42,6 +42,19 @@ def test_modified_says_whether_saving_would_write():
     assert ended.modified is True
 
 
+def test_lifecycle_calls_are_pending_writes_and_a_deleted_new_key_is_not():
+    for call in (Session.regenerate, lambda s: s.bind_user("ada"), lambda s: s.set_expiry(60)):
+        session = _stored_session({"n": "1"})
+        call(session)
+        assert session.modified is True
+    new = Session(lambda _: (None, None, False))
+    new.regenerate()  # nothing stored yet: nothing to move to a new ID
+    assert new.modified is False
+    new["draft"] = 1
+    del new["draft"]
+    assert new.modified is False
+
+
 def test_an_int_too_long_for_json_is_a_value_error_naming_its_key():
     session = _stored_session({})
     session["huge"] = 10**5000  # longer than Python's int-to-text limit
