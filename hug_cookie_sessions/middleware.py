@@ -179,7 +179,9 @@ class SessionMiddleware:
             if isinstance(session, Session) and session._loader is None:
                 _add_vary_cookie(resp)
                 if req_succeeded and not _is_server_error(resp.status):
-                    self._send_cookie(resp, self._save(session, keep_empty=False))
+                    outcome = self._save(session, keep_empty=False)
+                    if outcome is not None:
+                        self._send_cookie(resp, outcome)
         finally:
             if self.locks is not None:
                 self._run(self._release_lock(req))
@@ -210,7 +212,9 @@ class SessionMiddleware:
             if isinstance(session, Session) and session.loaded:
                 _add_vary_cookie(resp)
                 if req_succeeded and not _is_server_error(resp.status):
-                    self._send_cookie(resp, await self._save_async(session, keep_empty=False))
+                    outcome = await self._save_async(session, keep_empty=False)
+                    if outcome is not None:
+                        self._send_cookie(resp, outcome)
         finally:
             if self.locks is not None:
                 await self._run_async(self._release_lock(req))
@@ -229,9 +233,7 @@ class SessionMiddleware:
             yield from lock.release()
 
     def _send_cookie(self, resp: Any, outcome: Any) -> None:
-        """Add the ``Set-Cookie`` header that :meth:`_save`'s ``outcome`` calls for, if any."""
-        if outcome is None:
-            return
+        """Add the ``Set-Cookie`` header that :meth:`_save`'s ``outcome`` calls for."""
         if outcome is _EXPIRE:
             resp.append_header("Set-Cookie", self.cookie.expired_header())
         else:

@@ -231,7 +231,8 @@ class Session(MutableMapping):
     @property
     def id(self) -> Optional[str]:
         """The stored session's ID, or None while the session has not been stored."""
-        self._ensure_loaded()
+        if self._loader is not None:  # inline: every save asks
+            self._load()
         return self._sid
 
     @property
@@ -243,7 +244,8 @@ class Session(MutableMapping):
     @property
     def record(self) -> Optional[Record]:
         """The record as loaded from the store (None for a new session); read-only, as stores may share it."""
-        self._ensure_loaded()
+        if self._loader is not None:  # inline: every save asks
+            self._load()
         return self._record
 
     @property
@@ -314,7 +316,8 @@ class Session(MutableMapping):
         Raises :class:`SessionValueError` naming the first value that cannot be
         encoded; nothing is written in that case.
         """
-        self._ensure_loaded()
+        if self._loader is not None:  # inline: every save asks
+            self._load()
         if not self._dirty:
             return NO_CHANGES
         changed = {}
