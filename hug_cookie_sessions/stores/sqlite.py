@@ -7,8 +7,8 @@ where readers never wait for the writer, and writers wait up to
 ``busy_timeout`` seconds for each other before the store reports an error.
 
 Durability: ``synchronous="NORMAL"`` (the default) never corrupts the file, but
-a power cut may lose the last commits; ``"FULL"`` syncs every commit to disk
-at about twice the write cost.
+a power cut may lose the last commits; ``"FULL"`` syncs every commit to disk,
+which makes a write several times slower (an fsync each; the disk decides).
 """
 
 from __future__ import annotations
