@@ -102,6 +102,12 @@ class Results:
         """Per-round paired ratios ``kind / baseline`` on ``path``."""
         return [a / b for a, b in zip(self.rounds[kind, path], self.rounds[baseline, path])]
 
+    def over_us(self, kind: str, path: str, baseline: str) -> float:
+        """Median of per-round paired differences ``kind - baseline``, in µs: unlike a ratio,
+        comparable between runs on a busier or quieter machine."""
+        pairs = zip(self.rounds[kind, path], self.rounds[baseline, path])
+        return statistics.median(a - b for a, b in pairs) * 1e6
+
     def ratio(self, kind: str, path: str, baseline: str) -> float:
         return statistics.median(self.ratios(kind, path, baseline))
 

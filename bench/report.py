@@ -125,19 +125,21 @@ def render_markdown(report: dict) -> str:
         "",
         f"{plan.rounds} rounds; in each, every (app, path) cell ran {plan.chunks_per_round} chunks of "
         f"{plan.chunk} requests, cells in a new random order per chunk. Time per request is the median "
-        "over rounds; ratios are per-round paired ratios (same round), median and interquartile range. "
+        "over rounds; ratios and differences are per-round paired (same round), with the median shown and "
+        "the interquartile range of the ratio. "
         '"Fastest" is the ratio of each cell\'s fastest chunk, the figure least disturbed by other '
         "processes on a shared machine.",
         "",
-        "| app | path | µs per request | x floor | IQR | fastest x floor | x bare |",
-        "|---|---|---:|---:|---|---:|---:|",
+        "| app | path | µs per request | µs over floor | x floor | IQR | fastest x floor | x bare |",
+        "|---|---|---:|---:|---:|---|---:|---:|",
     ]
     for kind in kinds:
         for path in PATHS:
             low, high = results.spread(kind, path, "floor") if kind != "floor" else (1.0, 1.0)
             lines.append(
                 f"| {LABELS[kind]} | {path} | {results.median_us(kind, path):.1f} | "
-                f"{results.ratio(kind, path, 'floor'):.3f} | {low:.3f} to {high:.3f} | "
+                f"{results.over_us(kind, path, 'floor'):+.1f} | {results.ratio(kind, path, 'floor'):.3f} | "
+                f"{low:.3f} to {high:.3f} | "
                 f"{results.best_ratio(kind, path, 'floor'):.3f} | {results.ratio(kind, path, 'bare'):.3f} |"
             )
     if report.get("redis_reason"):
