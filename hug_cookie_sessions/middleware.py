@@ -147,11 +147,9 @@ class SessionMiddleware:
         )
         self.context_name = context_name
         self.idle_timeout = idle_timeout
-        self._default_idle = idle_timeout or MAX_LIFETIME
         self.absolute_timeout = absolute_timeout
         self.persistent = persistent
         self.refresh_fraction = refresh_fraction
-        self._default_step = max(self._default_idle * refresh_fraction, 1.0)
         self.clock = clock
         self.locks = SessionLocks(self.store, lock_timeout, lock_lease) if lock else None
         # Bound once, not per request: every request's session is handed this loader.
@@ -179,9 +177,7 @@ class SessionMiddleware:
             if isinstance(session, Session) and session._loader is None:
                 _add_vary_cookie(resp)
                 if req_succeeded and not _is_server_error(resp.status):
-                    outcome = self._save(session, keep_empty=False)
-                    if outcome is not None:
-                        self._send_cookie(resp, outcome)
+                    self._send_cookie(resp, self._save(session, keep_empty=False))
         finally:
             if self.locks is not None:
                 self._run(self._release_lock(req))
@@ -212,9 +208,7 @@ class SessionMiddleware:
             if isinstance(session, Session) and session.loaded:
                 _add_vary_cookie(resp)
                 if req_succeeded and not _is_server_error(resp.status):
-                    outcome = await self._save_async(session, keep_empty=False)
-                    if outcome is not None:
-                        self._send_cookie(resp, outcome)
+                    self._send_cookie(resp, await self._save_async(session, keep_empty=False))
         finally:
             if self.locks is not None:
                 await self._run_async(self._release_lock(req))
@@ -233,7 +227,9 @@ class SessionMiddleware:
             yield from lock.release()
 
     def _send_cookie(self, resp: Any, outcome: Any) -> None:
-        """Add the ``Set-Cookie`` header that :meth:`_save`'s ``outcome`` calls for."""
+        """Add the ``Set-Cookie`` header that :meth:`_save`'s ``outcome`` calls for, if any."""
+        if outcome is None:
+            return
         if outcome is _EXPIRE:
             resp.append_header("Set-Cookie", self.cookie.expired_header())
         else:
@@ -436,6 +432,7 @@ class SessionMiddleware:
         old = session.record
         now = self.clock()
         expires_at, refreshed = self._next_expiry(old, changes.idle_timeout, now)
+        # NO_CHANGES first: a clean session, most requests, skips the property.
         unchanged = changes is NO_CHANGES or not changes.any
         if unchanged and (not keep_empty if old is None else not refreshed):
             return _Write((), (session.id, old)) if changes.reissue else _NO_WRITE
@@ -501,7 +498,7 @@ class SessionMiddleware:
 
     def _idle(self, idle_timeout: Optional[int]) -> int:
         """The idle timeout in force: the session's own (0 means the default) or the middleware's."""
-        return idle_timeout or self._default_idle
+        return idle_timeout or self.idle_timeout or MAX_LIFETIME
 
     def _next_expiry(
         self, old: Optional[Record], idle_timeout: Optional[int], now: float
@@ -520,8 +517,7 @@ class SessionMiddleware:
             expires_at = min(expires_at, created_at + self.absolute_timeout)
         if old is None or idle_timeout is not None:
             return expires_at, True
-        step = self._default_step if idle == self._default_idle else max(idle * self.refresh_fraction, 1.0)
-        if expires_at - old.expires_at >= step:
+        if expires_at - old.expires_at >= max(idle * self.refresh_fraction, 1.0):
             return expires_at, True
         return old.expires_at, False
 

@@ -231,8 +231,7 @@ class Session(MutableMapping):
     @property
     def id(self) -> Optional[str]:
         """The stored session's ID, or None while the session has not been stored."""
-        if self._loader is not None:  # inline: every save asks
-            self._load()
+        self._ensure_loaded()
         return self._sid
 
     @property
@@ -244,8 +243,7 @@ class Session(MutableMapping):
     @property
     def record(self) -> Optional[Record]:
         """The record as loaded from the store (None for a new session); read-only, as stores may share it."""
-        if self._loader is not None:  # inline: every save asks
-            self._load()
+        self._ensure_loaded()
         return self._record
 
     @property
@@ -316,8 +314,7 @@ class Session(MutableMapping):
         Raises :class:`SessionValueError` naming the first value that cannot be
         encoded; nothing is written in that case.
         """
-        if self._loader is not None:  # inline: every save asks
-            self._load()
+        self._ensure_loaded()
         if not self._dirty:
             return NO_CHANGES
         changed = {}
