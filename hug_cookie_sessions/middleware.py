@@ -12,9 +12,12 @@ The same middleware serves ``falcon.asgi.App`` through the ``*_async`` hooks.
 A mapping access cannot await, so there the session is loaded in
 ``process_request_async``, and only when the request carries a session cookie.
 
-Saving is decided before any I/O: :meth:`_plan_save` turns the session's
-changes into a short list of store calls (usually one, often none), which
-:meth:`_save` makes with blocking calls and :meth:`_save_async` by awaiting.
+Saving is decided before any I/O. The commonest write, new values for a stored
+session whose expiry stays, is one ``apply`` call, made at once; the session
+works out its new state only if something uses it after that. Any other save
+goes through :meth:`_plan_save`, which turns the session's changes into a short
+list of store calls (usually one, often none). :meth:`_save` makes the calls
+with blocking calls and :meth:`_save_async` by awaiting.
 Loading with a lock, locking and the per-user calls, whose next call depends on
 the last one's result, are written once as steps (:mod:`hug_cookie_sessions.steps`):
 generators that *yield* the store calls and pauses they need and receive the
@@ -177,7 +180,7 @@ class SessionMiddleware:
             if isinstance(session, Session) and session._loader is None:
                 _add_vary_cookie(resp)
                 if req_succeeded and not _is_server_error(resp.status):
-                    self._send_cookie(resp, self._save(session, keep_empty=False))
+                    self._send_cookie(resp, self._save(session, explicit=False))
         finally:
             if self.locks is not None:
                 self._run(self._release_lock(req))
@@ -208,7 +211,7 @@ class SessionMiddleware:
             if isinstance(session, Session) and session.loaded:
                 _add_vary_cookie(resp)
                 if req_succeeded and not _is_server_error(resp.status):
-                    self._send_cookie(resp, await self._save_async(session, keep_empty=False))
+                    self._send_cookie(resp, await self._save_async(session, explicit=False))
         finally:
             if self.locks is not None:
                 await self._run_async(self._release_lock(req))
@@ -251,7 +254,7 @@ class SessionMiddleware:
 
     def save(self, session: Session) -> Optional[str]:
         """Store ``session`` now, even if empty; its signed token, or None if it ended."""
-        return self._token(session, self._save(session, keep_empty=True))
+        return self._token(session, self._save(session, explicit=True))
 
     async def open_async(self, token: Optional[str]) -> Session:
         """:meth:`open` for asyncio apps: the session is loaded before it is returned."""
@@ -259,7 +262,7 @@ class SessionMiddleware:
 
     async def save_async(self, session: Session) -> Optional[str]:
         """:meth:`save` for asyncio apps, for a session from :meth:`open_async` or the ASGI hooks."""
-        return self._token(session, await self._save_async(session, keep_empty=True))
+        return self._token(session, await self._save_async(session, explicit=True))
 
     def _token(self, session: Session, outcome: Any) -> Optional[str]:
         """The signed token that names ``session`` after a save with ``outcome``."""
@@ -393,10 +396,21 @@ class SessionMiddleware:
 
     # -- saving ---------------------------------------------------------------------------
 
-    def _save(self, session: Session, *, keep_empty: bool) -> Any:
-        """Persist ``session``. Returns what the cookie must become: None (unchanged),
-        ``_EXPIRE``, or ``(sid, record)`` to (re)issue."""
-        write = self._plan_save(session, keep_empty)
+    def _save(self, session: Session, *, explicit: bool) -> Any:
+        """Persist ``session``, at the end of its request or, ``explicit``, for :meth:`save`.
+        Returns what the cookie must become: None (unchanged), ``_EXPIRE``, or
+        ``(sid, record)`` to (re)issue."""
+        changes = _changes(session)
+        old = None if explicit or changes is NO_CHANGES else self._record_for_plain_update(session, changes)
+        if old is not None:
+            if self._store_is_async:
+                raise _async_store_on_wsgi(self.store)
+            try:
+                applied = self.store.apply(session.id, changes.changed, changes.removed, old.expires_at)
+            except SessionStoreError as error:
+                raise _unavailable(error, "apply") from error
+            return _values_saved(session, changes, applied)
+        write = self._plan_save(session, changes, keep_empty=explicit)
         if not write.calls:
             return write.outcome
         if self._store_is_async:
@@ -409,9 +423,19 @@ class SessionMiddleware:
                 raise _unavailable(error, method) from error
         return _finish(session, write, result)
 
-    async def _save_async(self, session: Session, *, keep_empty: bool) -> Any:
-        """:meth:`_save` for the ASGI hooks."""
-        write = self._plan_save(session, keep_empty)
+    async def _save_async(self, session: Session, *, explicit: bool) -> Any:
+        """:meth:`_save` for the ASGI hooks and :meth:`save_async`."""
+        changes = _changes(session)
+        old = None if explicit or changes is NO_CHANGES else self._record_for_plain_update(session, changes)
+        if old is not None:
+            try:
+                applied = await self.async_store.apply(
+                    session.id, changes.changed, changes.removed, old.expires_at
+                )
+            except SessionStoreError as error:
+                raise _unavailable(error, "apply") from error
+            return _values_saved(session, changes, applied)
+        write = self._plan_save(session, changes, keep_empty=explicit)
         if not write.calls:
             return write.outcome
         result = None
@@ -422,13 +446,23 @@ class SessionMiddleware:
                 raise _unavailable(error, method) from error
         return _finish(session, write, result)
 
-    def _plan_save(self, session: Session, keep_empty: bool) -> _Write:
-        """The store calls that persist ``session`` and what follows them (see :class:`_Write`).
+    def _record_for_plain_update(self, session: Session, changes: Changes) -> Optional[Record]:
+        """The stored record of ``session`` when ``changes`` (not ``NO_CHANGES``) only set its
+        values and its expiry stays, else None. The commonest write: one ``apply``, no plan."""
+        if not changes.values_only:
+            return None
+        old = session.record
+        if old is None or self._next_expiry(old, None, self.clock())[1]:
+            return None
+        return old
+
+    def _plan_save(self, session: Session, changes: Changes, *, keep_empty: bool) -> _Write:
+        """The store calls that persist ``changes`` to ``session`` and what follows them
+        (see :class:`_Write`).
 
         Nothing is written when nothing changed and either the stored expiry need
         not move yet or there is no stored session and an empty one is not kept.
         """
-        changes = _changes(session)
         old = session.record
         now = self.clock()
         expires_at, refreshed = self._next_expiry(old, changes.idle_timeout, now)
@@ -517,7 +551,8 @@ class SessionMiddleware:
             expires_at = min(expires_at, created_at + self.absolute_timeout)
         if old is None or idle_timeout is not None:
             return expires_at, True
-        if expires_at - old.expires_at >= max(idle * self.refresh_fraction, 1.0):
+        moved = expires_at - old.expires_at
+        if moved >= 1.0 and moved >= idle * self.refresh_fraction:
             return expires_at, True
         return old.expires_at, False
 
@@ -649,6 +684,16 @@ def _finish(session: Session, write: _Write, result: Any) -> Any:
     return write.outcome
 
 
+def _values_saved(session: Session, changes: Changes, applied: bool) -> Any:
+    """The cookie outcome once the store's ``apply`` of ``changes`` (see ``_record_for_plain_update``)
+    returned ``applied``."""
+    if applied is False:
+        log.info("Session ended by a concurrent request; its changes were dropped")
+        return _EXPIRE
+    session.values_saved(changes)
+    return None
+
+
 def _changes(session: Session) -> Changes:
     """The session's changes; a value that is not JSON is a logged 500, and nothing is saved."""
     try:
@@ -674,13 +719,16 @@ def adapt_store(store: Optional[Any]) -> Store:
     raise TypeError("store must implement load/create/apply/rotate/delete, or hug's get/exists/set/delete")
 
 
+#: The status codes below 500, as a status line starts: "000" to "499".
+_BELOW_500 = frozenset(f"{code:03d}" for code in range(500))
+
+
 def _is_server_error(status: Any) -> bool:
     """Whether a response status (``"503 Service Unavailable"``, ``503`` or ``HTTPStatus``) is a 5xx;
     an unreadable one counts as one."""
     if isinstance(status, int):
         return status >= 500
-    code = str(status)[:3]
-    return not (code.isascii() and code.isdigit() and code < "500")
+    return str(status)[:3] not in _BELOW_500
 
 
 def _add_vary_cookie(resp: falcon.Response) -> None:

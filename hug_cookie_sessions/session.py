@@ -65,6 +65,18 @@ class Changes(NamedTuple):
     reissue: bool = False
 
     @property
+    def values_only(self) -> bool:
+        """Whether these changes only set values: nothing removed, no lifecycle call."""
+        return not (
+            self.removed
+            or self.regenerate
+            or self.ended_sid
+            or self.user_id is not None
+            or self.idle_timeout is not None
+            or self.reissue
+        )
+
+    @property
     def any(self) -> bool:
         """Whether saving must write to the store."""
         return bool(
@@ -149,10 +161,17 @@ class Session(MutableMapping):
         self._idle_timeout: Optional[int] = None
         self._reissue = False
 
+    def values_saved(self, changes: Changes) -> None:
+        """Record that ``changes``, which only set values (:attr:`Changes.values_only`), were
+        stored with the expiry unchanged. The state they lead to becomes the clean state,
+        worked out only if the session is used again: after the end of a request it seldom is."""
+        self._loader = _after_values_saved
+        self._source = (self._sid, self._record, changes)
+
     @property
     def loaded(self) -> bool:
         """Whether anything has used this session during the request."""
-        return self._loader is None
+        return self._loader is None or self._loader is _after_values_saved
 
     def _ensure_loaded(self) -> None:
         if self._loader is not None:
@@ -222,7 +241,7 @@ class Session(MutableMapping):
         )
 
     def __repr__(self) -> str:
-        if self._loader is not None:
+        if not self.loaded:
             return "<Session not loaded>"
         return f"<Session id={self._sid} {dict(self)}>"
 
@@ -231,7 +250,8 @@ class Session(MutableMapping):
     @property
     def id(self) -> Optional[str]:
         """The stored session's ID, or None while the session has not been stored."""
-        self._ensure_loaded()
+        if self._loader is not None:  # inline: the middleware asks on every save
+            self._load()
         return self._sid
 
     @property
@@ -243,7 +263,8 @@ class Session(MutableMapping):
     @property
     def record(self) -> Optional[Record]:
         """The record as loaded from the store (None for a new session); read-only, as stores may share it."""
-        self._ensure_loaded()
+        if self._loader is not None:  # inline: the middleware asks on every save
+            self._load()
         return self._record
 
     @property
@@ -314,7 +335,8 @@ class Session(MutableMapping):
         Raises :class:`SessionValueError` naming the first value that cannot be
         encoded; nothing is written in that case.
         """
-        self._ensure_loaded()
+        if self._loader is not None:
+            self._load()
         if not self._dirty:
             return NO_CHANGES
         changed = {}
@@ -350,3 +372,9 @@ class Session(MutableMapping):
         data = {key: text for key, text in self._raw.items() if key not in self._removed}
         data.update(changed)
         return data
+
+
+def _after_values_saved(source: tuple[str, Record, Changes]) -> tuple[str, Record, bool]:
+    """The loader of a session after :meth:`Session.values_saved`."""
+    sid, record, changes = source
+    return sid, record.updated(changes.changed, changes.removed, record.expires_at), False

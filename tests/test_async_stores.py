@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import falcon
+import falcon.testing
 import pytest
 
 from hug_cookie_sessions import MemoryStore, SessionMiddleware, SQLiteStore
@@ -97,6 +99,22 @@ def test_an_async_store_in_a_wsgi_app_is_a_clear_error():
     session["n"] = 1
     with pytest.raises(TypeError, match=r"async store: use it with falcon\.asgi\.App"):
         middleware.save(session)
+
+
+def test_an_async_store_behind_the_wsgi_hooks_is_a_clear_error_when_a_value_changes():
+    middleware = SessionMiddleware(SECRET, AsyncStoreAdapter(MemoryStore()))
+
+    async def stored_session():
+        new = await middleware.open_async(None)
+        new["n"] = 1
+        return await middleware.open_async(await middleware.save_async(new))
+
+    session = asyncio.run(stored_session())
+    session["n"] = 2
+    req = falcon.Request(falcon.testing.create_environ())
+    req.context["session"] = session
+    with pytest.raises(TypeError, match=r"async store: use it with falcon\.asgi\.App"):
+        middleware.process_response(req, falcon.Response(), None, True)
 
 
 def test_open_async_and_save_async_carry_a_session_through_a_token():

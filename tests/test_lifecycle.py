@@ -95,8 +95,10 @@ def test_a_write_is_saved_once_after_the_handler(site, counting):
     visitor = site.visitor()
     visitor.post("/set", key="n", value="1")
     counting.calls.clear()
-    visitor.post("/set", key="n", value="2")
+    response = visitor.post("/set", key="n", value="2")
     assert dict(counting.calls) == {"load": 1, "apply": 1}
+    assert "Set-Cookie" not in response.headers  # same ID, expiry not due to move: the cookie stands
+    assert visitor.value("n") == 2
 
 
 def test_setting_a_key_to_its_current_value_writes_nothing(site, counting):

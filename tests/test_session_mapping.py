@@ -1,9 +1,13 @@
 """The session behaves like a dict, and knows what saving it would write."""
 
+import falcon
+import falcon.testing
 import pytest
 
-from hug_cookie_sessions import Record, Session
+from hug_cookie_sessions import MemoryStore, Record, Session, SessionMiddleware
 from hug_cookie_sessions.session import SessionValueError
+
+from .support import SECRET
 
 
 def _stored_session(data: dict) -> Session:
@@ -68,3 +72,26 @@ def test_stored_numbers_read_back_as_json_would_read_them():
     session = _stored_session({"n": "42", "zero": "0", "neg": "-7", "big": str(2**70), "f": "1.5"})
 
     assert [session[key] for key in ("n", "zero", "neg", "big", "f")] == [42, 0, -7, 2**70, 1.5]
+
+
+def test_after_the_end_of_request_save_the_session_reads_as_saved():
+    store = MemoryStore()
+    middleware = SessionMiddleware(SECRET, store)
+    seed = middleware.open(None)
+    seed.update(n=1, name="ada")
+    token = middleware.save(seed)
+    req = falcon.Request(falcon.testing.create_environ(headers={"Cookie": f"session={token}"}))
+    resp = falcon.Response()
+    middleware.process_request(req, resp)
+    session = req.context["session"]
+    session["n"] += 1  # a plain write: saved with one apply, the new state made only if asked for
+
+    middleware.process_response(req, resp, None, True)
+
+    assert store.load(seed.id).data == {"n": "2", "name": '"ada"'}
+    assert resp.get_header("Vary") == "Cookie"
+    assert session.loaded and not session.modified  # later middleware sees a used, saved session
+    assert session.id == seed.id and session.record.data == {"n": "2", "name": '"ada"'}
+    assert dict(session) == {"n": 2, "name": "ada"}
+    session["n"] = 3
+    assert session.changes().changed == {"n": "3"}  # what is still unsaved, against the saved state

@@ -13,6 +13,7 @@ session back.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Collection, Mapping, Optional, Protocol, runtime_checkable
 
@@ -25,7 +26,9 @@ class SessionStoreError(Exception):
     """
 
 
-@dataclass
+# Slots where dataclasses offer them (3.10+): a record is built on every write and
+# MemoryStore keeps one per session, so it is smaller and quicker to make without a __dict__.
+@dataclass(**({"slots": True} if sys.version_info >= (3, 10) else {}))
 class Record:
     """One stored session.
 

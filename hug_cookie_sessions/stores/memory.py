@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import replace
 from typing import Callable, Collection, Mapping, Optional
 
@@ -23,7 +22,7 @@ class MemoryStore:
             raise ValueError("max_sessions must be at least 1")
         self.max_sessions = max_sessions
         self._clock = clock
-        self._records: OrderedDict[str, Record] = OrderedDict()
+        self._records: dict[str, Record] = {}  # oldest first: dicts keep insertion order
         self._session_locks: dict[str, tuple[str, float]] = {}  # sid: (token, lease ends)
         self._lock = threading.Lock()
 
@@ -40,7 +39,7 @@ class MemoryStore:
             if len(self._records) >= self.max_sessions:
                 self._purge_expired_locked()
                 while len(self._records) >= self.max_sessions:
-                    self._records.popitem(last=False)
+                    del self._records[next(iter(self._records))]
             self._records[sid] = record
 
     def apply(
