@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -50,14 +51,14 @@ class SessionValueError(TypeError):
         )
 
 
-_NOTHING_REMOVED: frozenset[str] = frozenset()
+_NO_KEYS: frozenset[str] = frozenset()
 
 
 class Changes(NamedTuple):
     """What one request did to its session, as the middleware persists it."""
 
     changed: Mapping[str, str]
-    removed: frozenset[str] = _NOTHING_REMOVED
+    removed: frozenset[str] = _NO_KEYS
     regenerate: bool = False
     ended_sid: Optional[str] = None
     user_id: Optional[str] = None
@@ -151,8 +152,9 @@ class Session(MutableMapping):
         self._record = record
         self._raw = record.data if record is not None else {}
         self._values: dict[str, Any] = {}
-        self._assigned: set[str] = set()
-        self._removed: set[str] = set()
+        # The shared empty set until the first write (delete): most requests make none.
+        self._assigned: AbstractSet[str] = _NO_KEYS
+        self._removed: AbstractSet[str] = _NO_KEYS
         # False until something may need saving: a write, a mutable value handed out, a lifecycle call.
         self._dirty = False
         self._regenerate = False
@@ -206,16 +208,22 @@ class Session(MutableMapping):
         if self._loader is not None:
             self._load()
         self._values[key] = value
+        if self._assigned is _NO_KEYS:
+            self._assigned = set()
         self._assigned.add(key)
-        self._removed.discard(key)
+        if key in self._removed:
+            self._removed.remove(key)
         self._dirty = True
 
     def __delitem__(self, key: str) -> None:
         if key not in self:
             raise KeyError(key)
         self._values.pop(key, None)
-        self._assigned.discard(key)
+        if key in self._assigned:
+            self._assigned.remove(key)
         if key in self._raw:
+            if self._removed is _NO_KEYS:
+                self._removed = set()
             self._removed.add(key)
         self._dirty = True
 
@@ -357,14 +365,18 @@ class Session(MutableMapping):
             or self._reissue
         ):
             return NO_CHANGES
-        return Changes(
-            changed,
-            frozenset(self._removed) if self._removed else _NOTHING_REMOVED,
-            self._regenerate,
-            self._ended_sid,
-            self._user_id,
-            self._idle_timeout,
-            self._reissue,
+        # tuple.__new__ skips the NamedTuple's own __new__, Python code, on every write.
+        return tuple.__new__(
+            Changes,
+            (
+                changed,
+                frozenset(self._removed) if self._removed else _NO_KEYS,
+                self._regenerate,
+                self._ended_sid,
+                self._user_id,
+                self._idle_timeout,
+                self._reissue,
+            ),
         )
 
     def full_data(self, changed: Mapping[str, str]) -> dict[str, str]:
