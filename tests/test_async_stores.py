@@ -109,7 +109,7 @@ def test_an_async_store_behind_the_wsgi_hooks_is_a_clear_error_when_a_value_chan
         new["n"] = 1
         return await middleware.open_async(await middleware.save_async(new))
 
-    session = asyncio.run(stored_session())
+    session = run(stored_session())
     session["n"] = 2
     req = falcon.Request(falcon.testing.create_environ())
     req.context["session"] = session
