@@ -176,7 +176,8 @@ class SessionMiddleware:
     ) -> None:
         session = req.context.get(self.context_name)
         try:
-            # session.loaded without the property call: every request comes this way.
+            # session.loaded without the property call (every request comes this way); they
+            # differ only for a session this hook has already saved, which cannot come here.
             if isinstance(session, Session) and session._loader is None:
                 _add_vary_cookie(resp)
                 if req_succeeded and not _is_server_error(resp.status):

@@ -365,7 +365,8 @@ class Session(MutableMapping):
             or self._reissue
         ):
             return NO_CHANGES
-        # tuple.__new__ skips the NamedTuple's own __new__, Python code, on every write.
+        # tuple.__new__ skips the NamedTuple's own __new__, Python code, on every write:
+        # every field is given, in order.
         return tuple.__new__(
             Changes,
             (
@@ -381,6 +382,7 @@ class Session(MutableMapping):
 
     def full_data(self, changed: Mapping[str, str]) -> dict[str, str]:
         """Every key's JSON text once ``changed`` (from :meth:`changes`) is applied."""
+        self._ensure_loaded()
         data = {key: text for key, text in self._raw.items() if key not in self._removed}
         data.update(changed)
         return data

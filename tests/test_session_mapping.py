@@ -90,7 +90,9 @@ def test_after_the_end_of_request_save_the_session_reads_as_saved():
 
     assert store.load(seed.id).data == {"n": "2", "name": '"ada"'}
     assert resp.get_header("Vary") == "Cookie"
-    assert session.loaded and not session.modified  # later middleware sees a used, saved session
+    assert session.loaded  # later middleware sees a used session, and its saved state:
+    assert session.full_data({}) == {"n": "2", "name": '"ada"'}
+    assert not session.modified
     assert session.id == seed.id and session.record.data == {"n": "2", "name": '"ada"'}
     assert dict(session) == {"n": 2, "name": "ada"}
     session["n"] = 3
