@@ -679,8 +679,7 @@ def _finish(session: Session, write: _Write, result: Any) -> Any:
     if write.record is None:
         return write.outcome
     if result is False:
-        log.info("Session ended by a concurrent request; its changes were dropped")
-        return _EXPIRE
+        return _ended_meanwhile()
     session.stored_as(write.sid, write.record)
     return write.outcome
 
@@ -689,10 +688,15 @@ def _values_saved(session: Session, changes: Changes, applied: bool) -> Any:
     """The cookie outcome once the store's ``apply`` of ``changes`` (see ``_record_for_plain_update``)
     returned ``applied``."""
     if applied is False:
-        log.info("Session ended by a concurrent request; its changes were dropped")
-        return _EXPIRE
+        return _ended_meanwhile()
     session.values_saved(changes)
     return None
+
+
+def _ended_meanwhile() -> Any:
+    """The cookie outcome when a write found its session gone: the changes are dropped, the cookie expires."""
+    log.info("Session ended by a concurrent request; its changes were dropped")
+    return _EXPIRE
 
 
 def _changes(session: Session) -> Changes:
