@@ -133,11 +133,16 @@ def test_a_sqlite_value_write_at_the_stored_expiry_is_one_statement(db_path):
     statements = []
     store._connection().set_trace_callback(statements.append)
     assert store.apply(sid, {"n": "2"}, (), expires_at)
-    assert len(statements) == 1 and statements[0].startswith("INSERT OR REPLACE")
+    assert len(statements) == 1 and statements[0].startswith("INSERT INTO session_values")
     statements.clear()
     assert store.apply(sid, {"n": "3"}, (), expires_at + 60)  # the expiry moves: a transaction
     assert statements[-1] == "COMMIT"
     assert store.load(sid).data == {"n": "3"}
+    statements.clear()
+    # Several values, one of them new, at the stored expiry: still one statement.
+    assert store.apply(sid, {"n": "4", "cart": "[1]"}, (), expires_at + 60)
+    assert len(statements) == 1
+    assert store.load(sid).data == {"n": "4", "cart": "[1]"}
 
 
 def test_a_sqlite_write_of_many_values_at_once_lands_whole(db_path):
