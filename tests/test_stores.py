@@ -145,6 +145,13 @@ def test_a_sqlite_value_write_at_the_stored_expiry_is_one_statement(db_path):
     assert store.load(sid).data == {"n": "4", "cart": "[1]"}
 
 
+def test_sqlite_older_than_upserts_is_refused_by_name(db_path, monkeypatch):
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 22, 0))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.22.0")
+    with pytest.raises(RuntimeError, match=r"SQLite 3\.24 or newer; this Python has 3\.22\.0"):
+        SQLiteStore(db_path)
+
+
 def test_a_sqlite_write_of_many_values_at_once_lands_whole(db_path):
     store = SQLiteStore(db_path)
     sid = new_session_id()

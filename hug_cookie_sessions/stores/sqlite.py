@@ -113,6 +113,10 @@ class SQLiteStore:
         cache_mib: int = 32,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if sqlite3.sqlite_version_info < (3, 24):  # upserts (ON CONFLICT ... DO UPDATE)
+            raise RuntimeError(
+                f"SQLiteStore needs SQLite 3.24 or newer; this Python has {sqlite3.sqlite_version}"
+            )
         if path == ":memory:" or not path:
             raise ValueError("SQLiteStore needs a file path; use MemoryStore for in-memory sessions")
         if cache_mib < 0:
