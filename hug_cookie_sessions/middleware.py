@@ -181,7 +181,9 @@ class SessionMiddleware:
             if isinstance(session, Session) and session._loader is None:
                 _add_vary_cookie(resp)
                 if req_succeeded and not _is_server_error(resp.status):
-                    self._send_cookie(resp, self._save(session, explicit=False))
+                    outcome = self._save(session, explicit=False)
+                    if outcome is not None:
+                        self._send_cookie(resp, outcome)
         finally:
             if self.locks is not None:
                 self._run(self._release_lock(req))
@@ -212,7 +214,9 @@ class SessionMiddleware:
             if isinstance(session, Session) and session.loaded:
                 _add_vary_cookie(resp)
                 if req_succeeded and not _is_server_error(resp.status):
-                    self._send_cookie(resp, await self._save_async(session, explicit=False))
+                    outcome = await self._save_async(session, explicit=False)
+                    if outcome is not None:
+                        self._send_cookie(resp, outcome)
         finally:
             if self.locks is not None:
                 await self._run_async(self._release_lock(req))
@@ -231,9 +235,7 @@ class SessionMiddleware:
             yield from lock.release()
 
     def _send_cookie(self, resp: Any, outcome: Any) -> None:
-        """Add the ``Set-Cookie`` header that :meth:`_save`'s ``outcome`` calls for, if any."""
-        if outcome is None:
-            return
+        """Add the ``Set-Cookie`` header that :meth:`_save`'s ``outcome`` (not None) calls for."""
         if outcome is _EXPIRE:
             resp.append_header("Set-Cookie", self.cookie.expired_header())
         else:
@@ -402,12 +404,14 @@ class SessionMiddleware:
         Returns what the cookie must become: None (unchanged), ``_EXPIRE``, or
         ``(sid, record)`` to (re)issue."""
         changes = _changes(session)
-        old = None if explicit or changes is NO_CHANGES else self._record_for_plain_update(session, changes)
+        old = None if explicit else self._record_for_plain_save(session, changes)
         if old is not None:
+            if changes is NO_CHANGES:
+                return None
             if self._store_is_async:
                 raise _async_store_on_wsgi(self.store)
             try:
-                applied = self.store.apply(session.id, changes.changed, changes.removed, old.expires_at)
+                applied = self.store.apply(session._sid, changes.changed, changes.removed, old.expires_at)
             except SessionStoreError as error:
                 raise _unavailable(error, "apply") from error
             return _values_saved(session, changes, applied)
@@ -427,11 +431,13 @@ class SessionMiddleware:
     async def _save_async(self, session: Session, *, explicit: bool) -> Any:
         """:meth:`_save` for the ASGI hooks and :meth:`save_async`."""
         changes = _changes(session)
-        old = None if explicit or changes is NO_CHANGES else self._record_for_plain_update(session, changes)
+        old = None if explicit else self._record_for_plain_save(session, changes)
         if old is not None:
+            if changes is NO_CHANGES:
+                return None
             try:
                 applied = await self.async_store.apply(
-                    session.id, changes.changed, changes.removed, old.expires_at
+                    session._sid, changes.changed, changes.removed, old.expires_at
                 )
             except SessionStoreError as error:
                 raise _unavailable(error, "apply") from error
@@ -447,13 +453,14 @@ class SessionMiddleware:
                 raise _unavailable(error, method) from error
         return _finish(session, write, result)
 
-    def _record_for_plain_update(self, session: Session, changes: Changes) -> Optional[Record]:
-        """The stored record of ``session`` when ``changes`` (not ``NO_CHANGES``) only set its
-        values and its expiry stays, else None. The commonest write: one ``apply``, no plan."""
-        if not changes.values_only:
+    def _record_for_plain_save(self, session: Session, changes: Changes) -> Optional[Record]:
+        """The stored record of ``session`` (loaded by ``changes()``) when ``changes`` at most set
+        its values and its expiry stays, else None. The commonest saves: nothing to write, or
+        one ``apply`` of new values; neither needs a plan."""
+        if changes is not NO_CHANGES and not changes.values_only:
             return None
-        old = session.record
-        if old is None or self._next_expiry(old, None, self.clock())[1]:
+        old = session._record
+        if old is None or self._expiry_due(old):
             return None
         return old
 
@@ -556,6 +563,18 @@ class SessionMiddleware:
         if moved >= 1.0 and moved >= idle * self.refresh_fraction:
             return expires_at, True
         return old.expires_at, False
+
+    def _expiry_due(self, old: Record) -> bool:
+        """Whether saving now moves the expiry of ``old``, a stored session's record, when
+        nothing sets its timeout (:meth:`_next_expiry`, quicker: every request asks)."""
+        now = self.clock()
+        idle = old.idle_timeout or self.idle_timeout or MAX_LIFETIME
+        # The move without the absolute timeout, whose cap can only make it smaller:
+        # most requests come before the refresh step and stop here.
+        moved = now + idle - old.expires_at
+        if moved < 1.0 or moved < idle * self.refresh_fraction:
+            return False
+        return self._next_expiry(old, None, now)[1]
 
     def _cookie_max_age(self, record: Record, now: float) -> Optional[int]:
         if record.idle_timeout == 0 or (record.idle_timeout is None and not self.persistent):
@@ -685,7 +704,7 @@ def _finish(session: Session, write: _Write, result: Any) -> Any:
 
 
 def _values_saved(session: Session, changes: Changes, applied: bool) -> Any:
-    """The cookie outcome once the store's ``apply`` of ``changes`` (see ``_record_for_plain_update``)
+    """The cookie outcome once the store's ``apply`` of ``changes`` (see ``_record_for_plain_save``)
     returned ``applied``."""
     if applied is False:
         return _ended_meanwhile()

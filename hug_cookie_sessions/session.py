@@ -182,7 +182,10 @@ class Session(MutableMapping):
     # -- the mapping ---------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        value = self.get(key, _MISSING)
+        # A value already read or set in this request is served without a call to get().
+        value = self._values.get(key, _MISSING) if self._loader is None else _MISSING
+        if value is _MISSING:
+            value = self.get(key, _MISSING)
         if value is _MISSING:
             raise KeyError(key)
         return value

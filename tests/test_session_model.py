@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import falcon
 import falcon.testing
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -332,3 +332,28 @@ def test_redis_sessions_follow_the_model(private_redis):
     check_against_the_model(
         lambda clock, directory: RedisStore(private_redis.url, prefix=unique_prefix()), 200
     )
+
+
+def test_a_read_writes_the_expiry_exactly_when_the_full_rule_says_it_is_due():
+    """The quick check every clean request makes agrees with the rule a save applies,
+    whatever the timeouts, the refresh step and the session's own timeout."""
+
+    @budget(2000)
+    @given(
+        idle=st.none() | st.integers(1, 10**7),
+        absolute=st.none() | st.integers(1, 10**7),
+        fraction=st.floats(0, 0.99),
+        own_idle=st.none() | st.integers(0, 10**7),
+        created=st.floats(0, 10**9),
+        expires_in=st.floats(0, 10**7),
+        elapsed=st.floats(0, 10**7),
+    )
+    def check(idle, absolute, fraction, own_idle, created, expires_in, elapsed):
+        now = created + elapsed
+        middleware = SessionMiddleware(
+            SECRET, idle_timeout=idle, absolute_timeout=absolute, refresh_fraction=fraction, clock=lambda: now
+        )
+        stored = Record({}, created, now + expires_in, None, own_idle)
+        assert middleware._expiry_due(stored) == middleware._next_expiry(stored, None, now)[1]
+
+    check()
