@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -55,6 +56,11 @@ MAX_LIFETIME = 400 * 24 * 3600
 
 #: At most this many same-named cookies are checked (first that opens wins).
 MAX_COOKIES_CHECKED = 4
+
+#: How many ``Cookie`` headers, of up to ``MAX_REMEMBERED_HEADER`` characters, have their
+#: session cookie values remembered (at most about 20 MB).
+REMEMBERED_HEADERS = 4096
+MAX_REMEMBERED_HEADER = 4096
 
 
 class SessionUnavailable(SessionStoreError, falcon.HTTPServiceUnavailable):
@@ -158,6 +164,8 @@ class SessionMiddleware:
         # Bound once, not per request: every request's session is handed this loader.
         self._cookie_loader = self._open_from_cookie
         self._lock_key = f"{context_name}.lock"
+        self._tokens_by_header: dict[str, tuple[str, ...]] = {}
+        self._tokens_lock = threading.Lock()
 
     # -- Falcon hooks (WSGI: hug, falcon.App) ---------------------------------------------
 
@@ -199,7 +207,7 @@ class SessionMiddleware:
         lock = self._new_lock(req) if self.locks is not None else None
         opened: Opened = (None, None, False)
         header = req.get_header("Cookie")
-        tokens = cookie_values(header, self.cookie.name) if header else ()
+        tokens = self._cookie_tokens(header) if header else ()
         if tokens:
             try:
                 opened = await self._run_async(self._open_tokens(tokens, lock))
@@ -354,7 +362,24 @@ class SessionMiddleware:
     # -- loading --------------------------------------------------------------------------
 
     def _open_from_cookie(self, header: Optional[str], lock: Optional[RequestLock] = None) -> Opened:
-        return self._open(cookie_values(header, self.cookie.name) if header else (), lock)
+        return self._open(self._cookie_tokens(header) if header else (), lock)
+
+    def _cookie_tokens(self, header: str) -> tuple[str, ...]:
+        """The values of the session cookie in a ``Cookie`` header that are checked, in order.
+
+        A visitor sends the same header request after request, so the answer is
+        remembered per header (at most :data:`REMEMBERED_HEADERS`, oldest dropped first).
+        It is only the header split up: every token is still verified.
+        """
+        tokens = self._tokens_by_header.get(header)
+        if tokens is None:
+            tokens = tuple(cookie_values(header, self.cookie.name)[:MAX_COOKIES_CHECKED])
+            if len(header) <= MAX_REMEMBERED_HEADER:
+                with self._tokens_lock:
+                    if len(self._tokens_by_header) >= REMEMBERED_HEADERS:
+                        del self._tokens_by_header[next(iter(self._tokens_by_header))]
+                    self._tokens_by_header[header] = tokens
+        return tokens
 
     def _open(self, tokens: Sequence[str], lock: Optional[RequestLock] = None) -> Opened:
         if lock is not None or self._store_is_async:
@@ -362,7 +387,7 @@ class SessionMiddleware:
         # _open_tokens without a lock, as plain blocking calls: every request that
         # reads its session comes this way, and here a generator's cost would show.
         now = self.clock()
-        for token in tokens[:MAX_COOKIES_CHECKED]:
+        for token in tokens:
             verified = self.signer.unsign(token)
             if verified is None:
                 _log_bad_signature(token)

@@ -1,6 +1,10 @@
-"""The signer remembers cookies that verified; that must never weaken verification."""
+"""The signer remembers cookies that verified, and the middleware how each Cookie header splits;
+neither may weaken verification."""
 
+from hug_cookie_sessions import MemoryStore, SessionMiddleware
+from hug_cookie_sessions.middleware import MAX_REMEMBERED_HEADER, REMEMBERED_HEADERS
 from hug_cookie_sessions.signing import VERIFIED_CACHE_SIZE, SessionSigner, new_session_id
+from hug_cookie_sessions.testing import record
 
 
 def _flip(token: str, index: int) -> str:
@@ -42,3 +46,37 @@ def test_the_memory_of_verified_cookies_is_bounded():
         assert signer.unsign(token) is not None
     assert len(signer._verified) == VERIFIED_CACHE_SIZE
     assert signer.unsign(tokens[0]) is not None
+
+
+def _middleware_with_session() -> tuple[SessionMiddleware, MemoryStore, str, str]:
+    store = MemoryStore()
+    middleware = SessionMiddleware("secret-one", store)
+    sid = new_session_id()
+    store.create(sid, record({"n": "1"}))
+    return middleware, store, sid, f"theme=dark; session={middleware.signer.sign(sid)}; lang=en"
+
+
+def test_a_remembered_cookie_header_still_opens_only_a_live_session():
+    middleware, store, sid, header = _middleware_with_session()
+    assert middleware._open_from_cookie(header)[0] == sid
+    assert middleware._open_from_cookie(header)[0] == sid
+    store.delete(sid)
+    assert middleware._open_from_cookie(header) == (None, None, False)
+
+
+def test_a_remembered_cookie_header_with_an_altered_token_is_rejected_every_time():
+    middleware, _, sid, header = _middleware_with_session()
+    altered = header.replace(sid[:8], _flip(sid, 3)[:8])
+    assert altered != header
+    for _ in range(3):
+        assert middleware._open_from_cookie(altered) == (None, None, False)
+
+
+def test_the_memory_of_cookie_headers_is_bounded_in_count_and_length():
+    middleware, _, sid, header = _middleware_with_session()
+    for index in range(REMEMBERED_HEADERS + 50):
+        middleware._open_from_cookie(f"n={index}; {header}")
+    assert len(middleware._tokens_by_header) == REMEMBERED_HEADERS
+    long_header = f"pad={'x' * MAX_REMEMBERED_HEADER}; {header}"
+    assert middleware._open_from_cookie(long_header)[0] == sid
+    assert long_header not in middleware._tokens_by_header
