@@ -188,7 +188,8 @@ class SessionMiddleware:
             # differ only for a session this hook has already saved, which cannot come here.
             if isinstance(session, Session) and session._loader is None:
                 _add_vary_cookie(resp)
-                if req_succeeded and not _is_server_error(resp.status):
+                # A clean session, most requests, saves nothing unless its expiry is due to move.
+                if req_succeeded and not _is_server_error(resp.status) and self._may_write(session):
                     outcome = self._save(session, explicit=False)
                     if outcome is not None:
                         self._send_cookie(resp, outcome)
@@ -221,7 +222,7 @@ class SessionMiddleware:
         try:
             if isinstance(session, Session) and session.loaded:
                 _add_vary_cookie(resp)
-                if req_succeeded and not _is_server_error(resp.status):
+                if req_succeeded and not _is_server_error(resp.status) and self._may_write(session):
                     outcome = await self._save_async(session, explicit=False)
                     if outcome is not None:
                         self._send_cookie(resp, outcome)
@@ -236,6 +237,12 @@ class SessionMiddleware:
         assert self.locks is not None
         lock = req.context[self._lock_key] = RequestLock(self.locks)
         return lock
+
+    def _may_write(self, session: Session) -> bool:
+        """Whether saving ``session``, loaded, at the end of its request may write anything:
+        not for a clean session (nothing written, no value handed out that could change in
+        place, no lifecycle call) whose expiry is not due to move."""
+        return session._dirty or (session._record is not None and self._expiry_due(session._record))
 
     def _release_lock(self, req: Any) -> Steps[None]:
         lock = req.context.get(self._lock_key)
