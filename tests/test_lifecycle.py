@@ -6,10 +6,14 @@ import json
 import logging
 import threading
 
+import falcon
+import falcon.testing
 import pytest
 import requests
 
-from .support import CountingStore, make_site
+from hug_cookie_sessions import MemoryStore, SessionMiddleware
+
+from .support import SECRET, CountingStore, make_site
 
 IDLE = 3600
 
@@ -434,3 +438,29 @@ def test_values_round_trip_as_json(site):
     value = {"list": [1, 2.5, None, True], "text": "\u00e9\U0001f36a", "nested": {"a": {"b": []}}}
     visitor.post("/set", key="v", value=json.dumps(value))
     assert visitor.value("v") == value
+
+
+class _AttributeContext(falcon.Context):
+    """A context type of the app's own, as Falcon allows."""
+
+
+@pytest.mark.parametrize("context_type", [falcon.Context, _AttributeContext, dict])
+def test_sessions_work_with_whatever_context_type_the_app_gives_its_requests(context_type):
+    class Request(falcon.Request):
+        pass
+
+    Request.context_type = context_type
+
+    class Counter:
+        def on_get(self, req, resp):
+            session = req.context["session"]
+            session["n"] = session.get("n", 0) + 1
+            resp.media = {"n": session["n"]}
+
+    middleware = SessionMiddleware(SECRET, MemoryStore(), cookie_secure=False)
+    app = (getattr(falcon, "App", None) or falcon.API)(middleware=[middleware], request_type=Request)
+    app.add_route("/", Counter())
+    client = falcon.testing.TestClient(app)
+    first = client.simulate_get("/")
+    cookie = first.headers["Set-Cookie"].split(";", 1)[0]
+    assert [first.json, client.simulate_get("/", headers={"Cookie": cookie}).json] == [{"n": 1}, {"n": 2}]
