@@ -25,7 +25,7 @@ test: $(VENV)/.installed
 test-all: test
 	$(BIN)/nox $(NOX_ARGS)
 
-# About four minutes on two cores; writes docs/benchmarks.md and docs/benchmarks.png.
+# About five minutes on two cores; writes docs/benchmarks.md and docs/benchmarks.png.
 # `make bench BENCH_ARGS=--quick` checks in a minute that it works (figures go to a temp dir).
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
