@@ -60,7 +60,7 @@ _Context = falcon.Context
 MAX_COOKIES_CHECKED = 4
 
 #: How many ``Cookie`` headers, of up to ``MAX_REMEMBERED_HEADER`` characters, have their
-#: session cookie values remembered (at most about 20 MB).
+#: session cookie values remembered (the header and its values: at most about 35 MB).
 REMEMBERED_HEADERS = 4096
 MAX_REMEMBERED_HEADER = 4096
 

@@ -444,7 +444,23 @@ class _AttributeContext(falcon.Context):
     """A context type of the app's own, as Falcon allows."""
 
 
-@pytest.mark.parametrize("context_type", [falcon.Context, _AttributeContext, dict])
+class _SeparateItemsContext(falcon.Context):
+    """A context type whose items are not its attributes."""
+
+    def __init__(self) -> None:
+        self.__dict__["items_"] = {}
+
+    def __getitem__(self, key):
+        return self.items_[key]
+
+    def __setitem__(self, key, value):
+        self.items_[key] = value
+
+    def get(self, key, default=None):
+        return self.items_.get(key, default)
+
+
+@pytest.mark.parametrize("context_type", [falcon.Context, _AttributeContext, _SeparateItemsContext, dict])
 def test_sessions_work_with_whatever_context_type_the_app_gives_its_requests(context_type):
     class Request(falcon.Request):
         pass

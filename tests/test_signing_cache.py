@@ -66,10 +66,25 @@ def test_a_remembered_cookie_header_still_opens_only_a_live_session():
 
 def test_a_remembered_cookie_header_with_an_altered_token_is_rejected_every_time():
     middleware, _, sid, header = _middleware_with_session()
+    assert middleware._open_from_cookie(header)[0] == sid  # the genuine header is remembered
     altered = header.replace(sid[:8], _flip(sid, 3)[:8])
     assert altered != header
     for _ in range(3):
         assert middleware._open_from_cookie(altered) == (None, None, False)
+
+
+def test_visitors_whose_cookie_headers_differ_only_at_the_end_each_open_their_own_session():
+    middleware, store, sid, header = _middleware_with_session()
+    others = [new_session_id() for _ in range(3)]
+    for other in others:
+        store.create(other, record({"n": "2"}))
+    headers = {sid: header}
+    for other in others:
+        token = middleware.signer.sign(other)
+        headers[other] = f"theme=dark; session={token}; lang=en"
+    for _ in range(2):
+        for owner, cookie_header in headers.items():
+            assert middleware._open_from_cookie(cookie_header)[0] == owner
 
 
 def test_the_memory_of_cookie_headers_is_bounded_in_count_and_length():
