@@ -93,16 +93,28 @@ class SessionLocks:
 class RequestLock:
     """The one session lock a request holds, from loading its session to saving it."""
 
-    __slots__ = ("_locks", "_held")
+    __slots__ = ("_locks", "_held", "_finished")
 
     def __init__(self, locks: SessionLocks) -> None:
         self._locks = locks
         self._held: Optional[tuple[str, str]] = None
+        self._finished = False
 
     def acquire(self, sid: str) -> Steps[None]:
-        """Lock ``sid`` for this request (as steps), releasing any lock it held before."""
+        """Lock ``sid`` for this request (as steps), releasing any lock it held before.
+
+        Once :meth:`finish` has run, nothing is locked: a session loaded
+        after its response hook is never saved, so there is nothing to protect, and
+        a lock taken then would have nobody to release it.
+        """
         yield from self.release()
-        self._held = (sid, (yield from self._locks.acquire(sid)))
+        if not self._finished:
+            self._held = (sid, (yield from self._locks.acquire(sid)))
+
+    def finish(self) -> Steps[None]:
+        """The request's response hook has run: release its lock (as steps) and take none after."""
+        self._finished = True
+        yield from self.release()
 
     def release(self) -> Steps[None]:
         """Release what this request holds, if anything (as steps); safe to run more than once."""

@@ -253,7 +253,7 @@ class SessionMiddleware:
     def _release_lock(self, req: Any) -> Steps[None]:
         lock = req.context.get(self._lock_key)
         if lock is not None:
-            yield from lock.release()
+            yield from lock.finish()
 
     def _send_cookie(self, resp: Any, outcome: Any) -> None:
         """Add the ``Set-Cookie`` header that :meth:`_save`'s ``outcome`` (not None) calls for."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import falcon
+import falcon.testing
 import pytest
 
 from hug_cookie_sessions import MemoryStore, SessionMiddleware, SessionStoreError, SQLiteStore
@@ -284,3 +286,18 @@ def test_a_redis_lock_is_refused_to_others_while_held_and_freed_only_by_its_hold
     assert store.client.get(f"{store.prefix}lock:s") in (b"holder", "holder")
     store.release_lock("s", "holder")
     assert store.client.exists(f"{store.prefix}lock:s") == 0
+
+
+def test_a_session_first_used_after_its_response_hook_is_read_without_taking_the_lock(clock):
+    store = MemoryStore(clock=clock)
+    middleware = SessionMiddleware(SECRET, store, lock=True, clock=clock)
+    seed = middleware.open(None)
+    seed["n"] = 1
+    token = middleware.save(seed)
+    req = falcon.Request(falcon.testing.create_environ(headers={"Cookie": f"session={token}"}))
+    resp = falcon.Response()
+    middleware.process_request(req, resp)
+    middleware.process_response(req, resp, None, True)
+    assert req.context["session"].get("n") == 1  # late, but readable
+    # Nobody would release a lock taken now: the session's next request must not wait for it.
+    assert store.acquire_lock(sid_of(token), "the next request", 1)
