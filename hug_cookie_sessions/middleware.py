@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -41,6 +40,7 @@ import falcon
 
 from .cookies import CookieSettings, cookie_values
 from .locking import LockTimeout, RequestLock, SessionLocks
+from .memo import BoundedMemo
 from .session import NO_CHANGES, Changes, Session, SessionValueError
 from .signing import SecretKey, SessionSigner, new_session_id
 from .steps import Pause, Steps, StoreCall, T, call
@@ -50,11 +50,11 @@ from .stores.memory import MemoryStore
 
 log = logging.getLogger("hug_cookie_sessions")
 
+_Context = falcon.Context
+
 #: Browsers cap cookie lifetimes at 400 days; with both timeouts disabled a
 #: session lives that long after its last refresh.
 MAX_LIFETIME = 400 * 24 * 3600
-
-_Context = falcon.Context
 
 #: At most this many same-named cookies are checked (first that opens wins).
 MAX_COOKIES_CHECKED = 4
@@ -166,8 +166,7 @@ class SessionMiddleware:
         # Bound once, not per request: every request's session is handed this loader.
         self._cookie_loader = self._open_from_cookie
         self._lock_key = f"{context_name}.lock"
-        self._tokens_by_header: dict[str, tuple[str, ...]] = {}
-        self._tokens_lock = threading.Lock()
+        self._tokens_by_header: BoundedMemo[str, tuple[str, ...]] = BoundedMemo(REMEMBERED_HEADERS)
 
     # -- Falcon hooks (WSGI: hug, falcon.App) ---------------------------------------------
 
@@ -388,10 +387,7 @@ class SessionMiddleware:
         if tokens is None:
             tokens = tuple(cookie_values(header, self.cookie.name)[:MAX_COOKIES_CHECKED])
             if len(header) <= MAX_REMEMBERED_HEADER:
-                with self._tokens_lock:
-                    if len(self._tokens_by_header) >= REMEMBERED_HEADERS:
-                        del self._tokens_by_header[next(iter(self._tokens_by_header))]
-                    self._tokens_by_header[header] = tokens
+                self._tokens_by_header.remember(header, tokens)
         return tokens
 
     def _open(self, tokens: Sequence[str], lock: Optional[RequestLock] = None) -> Opened:
@@ -442,10 +438,8 @@ class SessionMiddleware:
         Returns what the cookie must become: None (unchanged), ``_EXPIRE``, or
         ``(sid, record)`` to (re)issue."""
         changes = _changes(session)
-        old = None if explicit else self._record_for_plain_save(session, changes)
+        old = None if explicit or changes is NO_CHANGES else self._record_for_plain_update(session, changes)
         if old is not None:
-            if changes is NO_CHANGES:
-                return None
             if self._store_is_async:
                 raise _async_store_on_wsgi(self.store)
             try:
@@ -469,10 +463,8 @@ class SessionMiddleware:
     async def _save_async(self, session: Session, *, explicit: bool) -> Any:
         """:meth:`_save` for the ASGI hooks and :meth:`save_async`."""
         changes = _changes(session)
-        old = None if explicit else self._record_for_plain_save(session, changes)
+        old = None if explicit or changes is NO_CHANGES else self._record_for_plain_update(session, changes)
         if old is not None:
-            if changes is NO_CHANGES:
-                return None
             try:
                 applied = await self.async_store.apply(
                     session._sid, changes.changed, changes.removed, old.expires_at
@@ -491,11 +483,11 @@ class SessionMiddleware:
                 raise _unavailable(error, method) from error
         return _finish(session, write, result)
 
-    def _record_for_plain_save(self, session: Session, changes: Changes) -> Optional[Record]:
-        """The stored record of ``session`` (loaded by ``changes()``) when ``changes`` at most set
-        its values and its expiry stays, else None. The commonest saves: nothing to write, or
-        one ``apply`` of new values; neither needs a plan."""
-        if changes is not NO_CHANGES and not changes.values_only:
+    def _record_for_plain_update(self, session: Session, changes: Changes) -> Optional[Record]:
+        """The stored record of ``session`` (loaded by ``changes()``) when ``changes`` (not
+        ``NO_CHANGES``) only set its values and its expiry stays, else None. The commonest
+        write: one ``apply``, no plan."""
+        if not changes.values_only:
             return None
         old = session._record
         if old is None or self._expiry_due(old):
@@ -606,7 +598,7 @@ class SessionMiddleware:
         """Whether saving now moves the expiry of ``old``, a stored session's record, when
         nothing sets its timeout (:meth:`_next_expiry`, quicker: every request asks)."""
         now = self.clock()
-        idle = old.idle_timeout or self.idle_timeout or MAX_LIFETIME
+        idle = self._idle(old.idle_timeout)
         # The move without the absolute timeout, whose cap can only make it smaller:
         # most requests come before the refresh step and stop here.
         moved = now + idle - old.expires_at
@@ -742,7 +734,7 @@ def _finish(session: Session, write: _Write, result: Any) -> Any:
 
 
 def _values_saved(session: Session, changes: Changes, applied: bool) -> Any:
-    """The cookie outcome once the store's ``apply`` of ``changes`` (see ``_record_for_plain_save``)
+    """The cookie outcome once the store's ``apply`` of ``changes`` (see ``_record_for_plain_update``)
     returned ``applied``."""
     if applied is False:
         return _ended_meanwhile()

@@ -19,12 +19,13 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import threading
 from typing import Optional, Sequence, Union
 
 from itsdangerous import Signer
 from itsdangerous.encoding import base64_decode, base64_encode
 from itsdangerous.exc import BadData
+
+from .memo import BoundedMemo
 
 SecretKey = Union[str, bytes]
 
@@ -76,8 +77,7 @@ class SessionSigner:
             signer.secret_keys, salt=HANDLE_SALT, key_derivation="hmac", digest_method=hashlib.sha256
         )
         self._handle_key = handles.derive_key()
-        self._verified: dict[str, tuple[str, bool]] = {}
-        self._verified_lock = threading.Lock()
+        self._verified: BoundedMemo[str, tuple[str, bool]] = BoundedMemo(VERIFIED_CACHE_SIZE)
 
     def sign(self, sid: str) -> str:
         """The cookie value for ``sid``, signed with the newest key."""
@@ -101,10 +101,7 @@ class SessionSigner:
             return verified
         verified = self._verify(token)
         if verified is not None:
-            with self._verified_lock:
-                if len(self._verified) >= VERIFIED_CACHE_SIZE:
-                    del self._verified[next(iter(self._verified))]
-                self._verified[token] = verified
+            self._verified.remember(token, verified)
         return verified
 
     def _verify(self, token: str) -> Optional[tuple[str, bool]]:
