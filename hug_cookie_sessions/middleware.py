@@ -167,6 +167,11 @@ class SessionMiddleware:
         self._cookie_loader = self._open_from_cookie
         self._lock_key = f"{context_name}.lock"
         self._tokens_by_header: BoundedMemo[str, tuple[str, ...]] = BoundedMemo(REMEMBERED_HEADERS)
+        # How long before its expiry a session on the default idle timeout is due for a
+        # refresh: the refresh step short of the idle timeout, less a margin for rounding
+        # (a request inside the margin gets the exact check).
+        idle = self._idle(None)
+        self._refresh_lead = idle - max(1.0, idle * refresh_fraction) + 0.001
 
     # -- Falcon hooks (WSGI: hug, falcon.App) ---------------------------------------------
 
@@ -194,7 +199,7 @@ class SessionMiddleware:
             if isinstance(session, Session) and session._loader is None:
                 _add_vary_cookie(resp)
                 # A clean session, most requests, saves nothing unless its expiry is due to move.
-                if req_succeeded and not _is_server_error(resp.status) and self._may_write(session):
+                if self._may_write(session) and req_succeeded and not _is_server_error(resp.status):
                     outcome = self._save(session, explicit=False)
                     if outcome is not None:
                         self._send_cookie(resp, outcome)
@@ -227,7 +232,7 @@ class SessionMiddleware:
         try:
             if isinstance(session, Session) and session.loaded:
                 _add_vary_cookie(resp)
-                if req_succeeded and not _is_server_error(resp.status) and self._may_write(session):
+                if self._may_write(session) and req_succeeded and not _is_server_error(resp.status):
                     outcome = await self._save_async(session, explicit=False)
                     if outcome is not None:
                         self._send_cookie(resp, outcome)
@@ -598,12 +603,15 @@ class SessionMiddleware:
         """Whether saving now moves the expiry of ``old``, a stored session's record, when
         nothing sets its timeout (:meth:`_next_expiry`, quicker: every request asks)."""
         now = self.clock()
-        idle = self._idle(old.idle_timeout)
-        # The move without the absolute timeout, whose cap can only make it smaller:
-        # most requests come before the refresh step and stop here.
-        moved = now + idle - old.expires_at
-        if moved < 1.0 or moved < idle * self.refresh_fraction:
-            return False
+        # Most requests come before the refresh step and stop here. The move is reckoned
+        # without the absolute timeout, whose cap can only make it smaller.
+        if not old.idle_timeout:
+            if now + self._refresh_lead < old.expires_at:
+                return False
+        else:
+            moved = now + old.idle_timeout - old.expires_at
+            if moved < 1.0 or moved < old.idle_timeout * self.refresh_fraction:
+                return False
         return self._next_expiry(old, None, now)[1]
 
     def _cookie_max_age(self, record: Record, now: float) -> Optional[int]:
@@ -786,6 +794,14 @@ def _is_server_error(status: Any) -> bool:
 
 
 def _add_vary_cookie(resp: falcon.Response) -> None:
+    """Add ``Cookie`` to the response's ``Vary`` header unless it is there."""
+    # Falcon 2 to 4 keep a response's headers in a dict by lower-case name. Used directly
+    # when there is no Vary yet, the common case, it spares every response that used its
+    # session two of Falcon's Python-level calls.
+    headers = getattr(resp, "_headers", None)
+    if type(headers) is dict and "vary" not in headers:
+        headers["vary"] = "Cookie"
+        return
     vary = resp.get_header("Vary")
     if vary is None:
         resp.set_header("Vary", "Cookie")

@@ -64,18 +64,8 @@ class Changes(NamedTuple):
     user_id: Optional[str] = None
     idle_timeout: Optional[int] = None
     reissue: bool = False
-
-    @property
-    def values_only(self) -> bool:
-        """Whether these changes only set values: nothing removed, no lifecycle call."""
-        return not (
-            self.removed
-            or self.regenerate
-            or self.ended_sid
-            or self.user_id is not None
-            or self.idle_timeout is not None
-            or self.reissue
-        )
+    #: Whether these changes only set values: nothing removed, no lifecycle call.
+    values_only: bool = False
 
     @property
     def any(self) -> bool:
@@ -126,11 +116,7 @@ class Session(MutableMapping):
         "_assigned",
         "_removed",
         "_dirty",
-        "_regenerate",
-        "_ended_sid",
-        "_user_id",
-        "_idle_timeout",
-        "_reissue",
+        "_asked",
     )
 
     def __init__(self, loader: Loader, source: Any = None) -> None:
@@ -142,9 +128,10 @@ class Session(MutableMapping):
 
     def _load(self) -> None:
         sid, record, reissue = self._loader(self._source)
-        self.stored_as(sid, record)
-        self._reissue = self._dirty = reissue
         self._loader = self._source = None
+        self.stored_as(sid, record)
+        if reissue:
+            self._lifecycle().reissue = True
 
     def stored_as(self, sid: Optional[str], record: Optional[Record]) -> None:
         """Make ``record``, stored under ``sid``, the session's clean state (after loading or saving)."""
@@ -157,11 +144,16 @@ class Session(MutableMapping):
         self._removed: AbstractSet[str] = _NO_KEYS
         # False until something may need saving: a write, a mutable value handed out, a lifecycle call.
         self._dirty = False
-        self._regenerate = False
-        self._ended_sid: Optional[str] = None
-        self._user_id: Optional[str] = None
-        self._idle_timeout: Optional[int] = None
-        self._reissue = False
+        # None until a lifecycle call (or a reissue) asks something of the save: most requests make none.
+        self._asked: Optional[_Lifecycle] = None
+
+    def _lifecycle(self) -> _Lifecycle:
+        """What lifecycle calls asked of the next save, to add one more (the session becomes dirty)."""
+        self._ensure_loaded()
+        self._dirty = True
+        if self._asked is None:
+            self._asked = _Lifecycle()
+        return self._asked
 
     def values_saved(self, changes: Changes) -> None:
         """Record that ``changes``, which only set values (:attr:`Changes.values_only`), were
@@ -295,7 +287,7 @@ class Session(MutableMapping):
         """
         self._ensure_loaded()
         if self._record is not None:
-            self._regenerate = self._dirty = True
+            self._lifecycle().regenerate = True
 
     def invalidate(self) -> None:
         """End the session: delete it from the store and expire the cookie.
@@ -304,26 +296,23 @@ class Session(MutableMapping):
         under a new ID.
         """
         self._ensure_loaded()
-        ended_sid = self._sid or self._ended_sid
+        ended_sid = self._sid or (self._asked.ended_sid if self._asked is not None else None)
         self.stored_as(None, None)
-        self._ended_sid = ended_sid
-        self._dirty = True
+        self._lifecycle().ended_sid = ended_sid
 
     @property
     def user_id(self) -> Optional[str]:
         """The user this session was bound to with :meth:`bind_user`, if any."""
         self._ensure_loaded()
-        if self._user_id is not None:
-            return self._user_id
+        if self._asked is not None and self._asked.user_id is not None:
+            return self._asked.user_id
         return self._record.user_id if self._record is not None else None
 
     def bind_user(self, user_id: str) -> None:
         """Record that this session belongs to ``user_id`` (see ``user_sessions``)."""
         if not isinstance(user_id, str) or not user_id:
             raise ValueError("user_id must be a non-empty string")
-        self._ensure_loaded()
-        self._user_id = user_id
-        self._dirty = True
+        self._lifecycle().user_id = user_id
 
     def set_expiry(self, seconds: int) -> None:
         """Override the idle timeout for this session only ("remember me").
@@ -334,9 +323,7 @@ class Session(MutableMapping):
         """
         if not isinstance(seconds, int) or seconds < 0:
             raise ValueError("seconds must be an int >= 0")
-        self._ensure_loaded()
-        self._idle_timeout = seconds
-        self._dirty = True
+        self._lifecycle().idle_timeout = seconds
 
     # -- what the middleware reads when saving ---------------------------------------
 
@@ -358,29 +345,22 @@ class Session(MutableMapping):
             text = encode_value(key, value)
             if raw.get(key) != text:
                 changed[key] = text
-        if not (
-            changed
-            or self._removed
-            or self._regenerate
-            or self._ended_sid
-            or self._user_id is not None
-            or self._idle_timeout is not None
-            or self._reissue
-        ):
-            return NO_CHANGES
-        # tuple.__new__ skips the NamedTuple's own __new__, Python code, on every write:
-        # every field is given, in order.
-        return tuple.__new__(
-            Changes,
-            (
-                changed,
-                frozenset(self._removed) if self._removed else _NO_KEYS,
-                self._regenerate,
-                self._ended_sid,
-                self._user_id,
-                self._idle_timeout,
-                self._reissue,
-            ),
+        removed = frozenset(self._removed) if self._removed else _NO_KEYS
+        asked = self._asked
+        if asked is None:
+            if not (changed or removed):
+                return NO_CHANGES
+            # The commonest write. tuple.__new__ skips the NamedTuple's own __new__, Python
+            # code: every field is given, in order.
+            return tuple.__new__(Changes, (changed, removed, False, None, None, None, False, not removed))
+        return Changes(
+            changed,
+            removed,
+            asked.regenerate,
+            asked.ended_sid,
+            asked.user_id,
+            asked.idle_timeout,
+            asked.reissue,
         )
 
     def full_data(self, changed: Mapping[str, str]) -> dict[str, str]:
@@ -389,6 +369,19 @@ class Session(MutableMapping):
         data = {key: text for key, text in self._raw.items() if key not in self._removed}
         data.update(changed)
         return data
+
+
+class _Lifecycle:
+    """What lifecycle calls asked of a session's next save (see :class:`Changes`)."""
+
+    __slots__ = ("regenerate", "ended_sid", "user_id", "idle_timeout", "reissue")
+
+    def __init__(self) -> None:
+        self.regenerate = False
+        self.ended_sid: Optional[str] = None
+        self.user_id: Optional[str] = None
+        self.idle_timeout: Optional[int] = None
+        self.reissue = False
 
 
 def _after_values_saved(source: tuple[str, Record, Changes]) -> tuple[str, Record, bool]:

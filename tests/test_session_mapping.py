@@ -74,6 +74,39 @@ def test_stored_numbers_read_back_as_json_would_read_them():
     assert [session[key] for key in ("n", "zero", "neg", "big", "f")] == [42, 0, -7, 2**70, 1.5]
 
 
+class _PublicHeadersOnly:
+    """A response that offers only Falcon's public header methods."""
+
+    def __init__(self, vary=None):
+        self.headers = {} if vary is None else {"vary": vary}
+        self.status = "200 OK"
+
+    def get_header(self, name, default=None):
+        return self.headers.get(name.lower(), default)
+
+    def set_header(self, name, value):
+        self.headers[name.lower()] = value
+
+
+@pytest.mark.parametrize("make_response", [falcon.Response, _PublicHeadersOnly], ids=["falcon", "public-api"])
+@pytest.mark.parametrize(
+    ("vary", "expected"),
+    [(None, "Cookie"), ("Accept-Encoding", "Accept-Encoding, Cookie"), ("accept, cookie", "accept, cookie")],
+)
+def test_a_response_that_used_the_session_varies_on_cookie_once(make_response, vary, expected):
+    middleware = SessionMiddleware(SECRET, MemoryStore())
+    req = falcon.Request(falcon.testing.create_environ())
+    resp = make_response()
+    if vary is not None:
+        resp.set_header("Vary", vary)
+    middleware.process_request(req, resp)
+    req.context["session"].get("n")
+
+    middleware.process_response(req, resp, None, True)
+
+    assert resp.get_header("Vary") == expected
+
+
 def test_after_the_end_of_request_save_the_session_reads_as_saved():
     store = MemoryStore()
     middleware = SessionMiddleware(SECRET, store)
