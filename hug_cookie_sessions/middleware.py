@@ -107,6 +107,9 @@ class SessionInfo:
     expires_at: float
 
 
+#: Session cookies that verified: ``(session id, signed with the newest key)`` each, in order.
+Verified = tuple[tuple[str, bool], ...]
+
 #: What loading gives a :class:`Session`: ``(session id, record, reissue)``.
 Opened = tuple[Optional[str], Optional[Record], bool]
 
@@ -166,7 +169,7 @@ class SessionMiddleware:
         # Bound once, not per request: every request's session is handed this loader.
         self._cookie_loader = self._open_from_cookie
         self._lock_key = f"{context_name}.lock"
-        self._tokens_by_header: BoundedMemo[str, tuple[str, ...]] = BoundedMemo(REMEMBERED_HEADERS)
+        self._sids_by_header: BoundedMemo[str, Verified] = BoundedMemo(REMEMBERED_HEADERS)
         # How long before its expiry a session on the default idle timeout is due for a
         # refresh: the refresh step short of the idle timeout, less a margin for rounding
         # (a request inside the margin gets the exact check).
@@ -218,10 +221,10 @@ class SessionMiddleware:
         lock = self._new_lock(req) if self.locks is not None else None
         opened: Opened = (None, None, False)
         header = req.get_header("Cookie")
-        tokens = self._cookie_tokens(header) if header else ()
-        if tokens:
+        sids = self._cookie_sids(header) if header else ()
+        if sids:
             try:
-                opened = await self._run_async(self._open_tokens(tokens, lock))
+                opened = await self._run_async(self._open_steps(sids, lock))
             except SessionUnavailable as error:
                 req.context[self.context_name] = Session(_raise, error)
                 return
@@ -278,7 +281,7 @@ class SessionMiddleware:
 
         An invalid, unknown or expired token gives an empty new session.
         """
-        return Session(self._open, [token] if token else [])
+        return Session(self._open_token, token)
 
     def save(self, session: Session) -> Optional[str]:
         """Store ``session`` now, even if empty; its signed token, or None if it ended."""
@@ -286,7 +289,9 @@ class SessionMiddleware:
 
     async def open_async(self, token: Optional[str]) -> Session:
         """:meth:`open` for asyncio apps: the session is loaded before it is returned."""
-        return Session(_given, await self._run_async(self._open_tokens([token] if token else [])))
+        return Session(
+            _given, await self._run_async(self._open_steps(self._verified_sids([token] if token else [])))
+        )
 
     async def save_async(self, session: Session) -> Optional[str]:
         """:meth:`save` for asyncio apps, for a session from :meth:`open_async` or the ASGI hooks."""
@@ -379,50 +384,59 @@ class SessionMiddleware:
     # -- loading --------------------------------------------------------------------------
 
     def _open_from_cookie(self, header: Optional[str], lock: Optional[RequestLock] = None) -> Opened:
-        return self._open(self._cookie_tokens(header) if header else (), lock)
+        sids = self._sids_by_header.get(header) if header else ()
+        if sids is None:
+            sids = self._cookie_sids(header)
+        return self._open_sids(sids, lock)
 
-    def _cookie_tokens(self, header: str) -> tuple[str, ...]:
-        """The values of the session cookie in a ``Cookie`` header that are checked, in order.
+    def _open_token(self, token: Optional[str]) -> Opened:
+        return self._open_sids(self._verified_sids([token] if token else []))
+
+    def _cookie_sids(self, header: str) -> Verified:
+        """The session IDs that the session cookies in a ``Cookie`` header verify as (see
+        :meth:`_verified_sids`), checking at most :data:`MAX_COOKIES_CHECKED` cookies.
 
         A visitor sends the same header request after request, so the answer is
-        remembered per header (at most :data:`REMEMBERED_HEADERS`, oldest dropped first).
-        It is only the header split up: every token is still verified.
+        remembered per header (at most :data:`REMEMBERED_HEADERS`, oldest dropped
+        first) when every cookie in it verified: only an exact copy of that header
+        gets it again. A header with a cookie that fails is checked, and logged, every time.
         """
-        tokens = self._tokens_by_header.get(header)
-        if tokens is None:
-            tokens = tuple(cookie_values(header, self.cookie.name)[:MAX_COOKIES_CHECKED])
-            if len(header) <= MAX_REMEMBERED_HEADER:
-                self._tokens_by_header.remember(header, tokens)
-        return tokens
+        tokens = cookie_values(header, self.cookie.name)[:MAX_COOKIES_CHECKED]
+        sids = self._verified_sids(tokens)
+        if len(sids) == len(tokens) and len(header) <= MAX_REMEMBERED_HEADER:
+            self._sids_by_header.remember(header, sids)
+        return sids
 
-    def _open(self, tokens: Sequence[str], lock: Optional[RequestLock] = None) -> Opened:
-        if lock is not None or self._store_is_async:
-            return self._run(self._open_tokens(tokens, lock))
-        # _open_tokens without a lock, as plain blocking calls: every request that
-        # reads its session comes this way, and here a generator's cost would show.
-        now = self.clock()
+    def _verified_sids(self, tokens: Sequence[str]) -> Verified:
+        """``(session id, signed with the newest key)`` for each of ``tokens`` that verifies, in order."""
+        verified = []
         for token in tokens:
-            verified = self.signer.unsign(token)
-            if verified is None:
+            sid = self.signer.unsign(token)
+            if sid is None:
                 _log_bad_signature(token)
             else:
-                try:
-                    record = self.store.load(verified[0])
-                except SessionStoreError as error:
-                    raise _unavailable(error, "load") from error
-                if record is not None and record.expires_at > now:
-                    return verified[0], record, not verified[1]
+                verified.append(sid)
+        return tuple(verified)
+
+    def _open_sids(self, sids: Verified, lock: Optional[RequestLock] = None) -> Opened:
+        if lock is not None or self._store_is_async:
+            return self._run(self._open_steps(sids, lock))
+        # _open_steps without a lock, as plain blocking calls: every request that
+        # reads its session comes this way, and here a generator's cost would show.
+        now = self.clock()
+        for sid, current_key in sids:
+            try:
+                record = self.store.load(sid)
+            except SessionStoreError as error:
+                raise _unavailable(error, "load") from error
+            if record is not None and record.expires_at > now:
+                return sid, record, not current_key
         return None, None, False
 
-    def _open_tokens(self, tokens: Sequence[str], lock: Optional[RequestLock] = None) -> Steps[Opened]:
-        """The first token that verifies and names a live session wins (locked first, with a ``lock``)."""
+    def _open_steps(self, sids: Verified, lock: Optional[RequestLock] = None) -> Steps[Opened]:
+        """The first of ``sids`` that names a live session wins (locked first, with a ``lock``)."""
         now = self.clock()
-        for token in tokens[:MAX_COOKIES_CHECKED]:
-            verified = self.signer.unsign(token)
-            if verified is None:
-                _log_bad_signature(token)
-                continue
-            sid, current_key = verified
+        for sid, current_key in sids:
             if lock is not None:
                 try:
                     yield from lock.acquire(sid)

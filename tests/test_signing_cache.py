@@ -1,5 +1,7 @@
-"""The signer remembers cookies that verified, and the middleware how each Cookie header splits;
-neither may weaken verification."""
+"""The signer remembers cookies that verified, and the middleware the session IDs of each Cookie
+header whose session cookies all verified; neither may weaken verification."""
+
+import logging
 
 from hug_cookie_sessions import MemoryStore, SessionMiddleware
 from hug_cookie_sessions.middleware import MAX_REMEMBERED_HEADER, REMEMBERED_HEADERS
@@ -73,6 +75,27 @@ def test_a_remembered_cookie_header_with_an_altered_token_is_rejected_every_time
         assert middleware._open_from_cookie(altered) == (None, None, False)
 
 
+def test_a_header_with_a_cookie_that_fails_is_checked_and_logged_every_time(caplog):
+    middleware, _, sid, header = _middleware_with_session()
+    forged = f"session={_flip(middleware.signer.sign(sid), 3)}; {header}"
+    for _ in range(2):
+        with caplog.at_level(logging.WARNING, logger="hug_cookie_sessions"):
+            caplog.clear()
+            assert middleware._open_from_cookie(forged)[0] == sid  # the genuine cookie behind it opens
+        assert "bad signature" in caplog.text
+    assert forged not in middleware._sids_by_header
+
+
+def test_a_remembered_header_signed_with_a_retired_key_asks_for_a_new_cookie_every_time():
+    store = MemoryStore()
+    sid = new_session_id()
+    store.create(sid, record({"n": "1"}))
+    header = f"session={SessionSigner('old').sign(sid)}"
+    rotated = SessionMiddleware(["old", "new"], store)
+    for _ in range(2):
+        assert rotated._open_from_cookie(header) == (sid, store.load(sid), True)
+
+
 def test_visitors_whose_cookie_headers_differ_only_at_the_end_each_open_their_own_session():
     middleware, store, sid, header = _middleware_with_session()
     others = [new_session_id() for _ in range(3)]
@@ -91,7 +114,7 @@ def test_the_memory_of_cookie_headers_is_bounded_in_count_and_length():
     middleware, _, sid, header = _middleware_with_session()
     for index in range(REMEMBERED_HEADERS + 50):
         middleware._open_from_cookie(f"n={index}; {header}")
-    assert len(middleware._tokens_by_header) == REMEMBERED_HEADERS
+    assert len(middleware._sids_by_header) == REMEMBERED_HEADERS
     long_header = f"pad={'x' * MAX_REMEMBERED_HEADER}; {header}"
     assert middleware._open_from_cookie(long_header)[0] == sid
-    assert long_header not in middleware._tokens_by_header
+    assert long_header not in middleware._sids_by_header
