@@ -202,7 +202,8 @@ class SessionMiddleware:
             if isinstance(session, Session) and session._loader is None:
                 _add_vary_cookie(resp)
                 # A clean session, most requests, saves nothing unless its expiry is due to move.
-                if self._may_write(session) and req_succeeded and not _is_server_error(resp.status):
+                may_write = session._dirty or self._expiry_due(session._record)
+                if may_write and req_succeeded and not _is_server_error(resp.status):
                     outcome = self._save(session, explicit=False)
                     if outcome is not None:
                         self._send_cookie(resp, outcome)
@@ -235,7 +236,8 @@ class SessionMiddleware:
         try:
             if isinstance(session, Session) and session.loaded:
                 _add_vary_cookie(resp)
-                if self._may_write(session) and req_succeeded and not _is_server_error(resp.status):
+                may_write = session._dirty or self._expiry_due(session._record)
+                if may_write and req_succeeded and not _is_server_error(resp.status):
                     outcome = await self._save_async(session, explicit=False)
                     if outcome is not None:
                         self._send_cookie(resp, outcome)
@@ -250,12 +252,6 @@ class SessionMiddleware:
         assert self.locks is not None
         lock = req.context[self._lock_key] = RequestLock(self.locks)
         return lock
-
-    def _may_write(self, session: Session) -> bool:
-        """Whether saving ``session``, loaded, at the end of its request may write anything:
-        not for a clean session (nothing written, no value handed out that could change in
-        place, no lifecycle call) whose expiry is not due to move."""
-        return session._dirty or (session._record is not None and self._expiry_due(session._record))
 
     def _release_lock(self, req: Any) -> Steps[None]:
         lock = req.context.get(self._lock_key)
@@ -456,9 +452,13 @@ class SessionMiddleware:
         """Persist ``session``, at the end of its request or, ``explicit``, for :meth:`save`.
         Returns what the cookie must become: None (unchanged), ``_EXPIRE``, or
         ``(sid, record)`` to (re)issue."""
-        changes = _changes(session)
-        old = None if explicit or changes is NO_CHANGES else self._record_for_plain_update(session, changes)
-        if old is not None:
+        try:
+            changes = session.changes()
+        except SessionValueError as error:
+            raise _not_saved(error) from error
+        old = session._record
+        # The commonest write, new values for a stored session whose expiry stays: one apply, no plan.
+        if not explicit and changes.values_only and old is not None and not self._expiry_due(old):
             if self._store_is_async:
                 raise _async_store_on_wsgi(self.store)
             try:
@@ -481,9 +481,12 @@ class SessionMiddleware:
 
     async def _save_async(self, session: Session, *, explicit: bool) -> Any:
         """:meth:`_save` for the ASGI hooks and :meth:`save_async`."""
-        changes = _changes(session)
-        old = None if explicit or changes is NO_CHANGES else self._record_for_plain_update(session, changes)
-        if old is not None:
+        try:
+            changes = session.changes()
+        except SessionValueError as error:
+            raise _not_saved(error) from error
+        old = session._record
+        if not explicit and changes.values_only and old is not None and not self._expiry_due(old):
             try:
                 applied = await self.async_store.apply(
                     session._sid, changes.changed, changes.removed, old.expires_at
@@ -501,17 +504,6 @@ class SessionMiddleware:
             except SessionStoreError as error:
                 raise _unavailable(error, method) from error
         return _finish(session, write, result)
-
-    def _record_for_plain_update(self, session: Session, changes: Changes) -> Optional[Record]:
-        """The stored record of ``session`` (loaded by ``changes()``) when ``changes`` (not
-        ``NO_CHANGES``) only set its values and its expiry stays, else None. The commonest
-        write: one ``apply``, no plan."""
-        if not changes.values_only:
-            return None
-        old = session._record
-        if old is None or self._expiry_due(old):
-            return None
-        return old
 
     def _plan_save(self, session: Session, changes: Changes, *, keep_empty: bool) -> _Write:
         """The store calls that persist ``changes`` to ``session`` and what follows them
@@ -613,9 +605,12 @@ class SessionMiddleware:
             return expires_at, True
         return old.expires_at, False
 
-    def _expiry_due(self, old: Record) -> bool:
-        """Whether saving now moves the expiry of ``old``, a stored session's record, when
-        nothing sets its timeout (:meth:`_next_expiry`, quicker: every request asks)."""
+    def _expiry_due(self, old: Optional[Record]) -> bool:
+        """Whether saving now moves the expiry of ``old``, a stored session's record (None for
+        a session not stored: False), when nothing sets its timeout (:meth:`_next_expiry`,
+        quicker: every request that used its session asks)."""
+        if old is None:
+            return False
         now = self.clock()
         # Most requests come before the refresh step and stop here. The move is reckoned
         # without the absolute timeout, whose cap can only make it smaller.
@@ -756,8 +751,8 @@ def _finish(session: Session, write: _Write, result: Any) -> Any:
 
 
 def _values_saved(session: Session, changes: Changes, applied: bool) -> Any:
-    """The cookie outcome once the store's ``apply`` of ``changes`` (see ``_record_for_plain_update``)
-    returned ``applied``."""
+    """The cookie outcome once the store's ``apply`` of ``changes``, which only set values (the
+    plain update of ``SessionMiddleware._save``), returned ``applied``."""
     if applied is False:
         return _ended_meanwhile()
     session.values_saved(changes)
@@ -770,16 +765,13 @@ def _ended_meanwhile() -> Any:
     return _EXPIRE
 
 
-def _changes(session: Session) -> Changes:
-    """The session's changes; a value that is not JSON is a logged 500, and nothing is saved."""
-    try:
-        return session.changes()
-    except SessionValueError as error:
-        log.error("Session not saved: %s", error)
-        raise falcon.HTTPInternalServerError(
-            title="Session not saved",
-            description="A session value could not be stored.",
-        ) from error
+def _not_saved(error: SessionValueError) -> falcon.HTTPInternalServerError:
+    """The 500 for a session value that is not JSON (logged here, naming its key); nothing is saved."""
+    log.error("Session not saved: %s", error)
+    return falcon.HTTPInternalServerError(
+        title="Session not saved",
+        description="A session value could not be stored.",
+    )
 
 
 def adapt_store(store: Optional[Any]) -> Store:
@@ -802,6 +794,8 @@ _BELOW_500 = frozenset(f"{code:03d}" for code in range(500))
 def _is_server_error(status: Any) -> bool:
     """Whether a response status (``"503 Service Unavailable"``, ``503`` or ``HTTPStatus``) is a 5xx;
     an unreadable one counts as one."""
+    if type(status) is str:  # Falcon 2's only kind, and the commonest on any Falcon
+        return status[:3] not in _BELOW_500
     if isinstance(status, int):
         return status >= 500
     return str(status)[:3] not in _BELOW_500

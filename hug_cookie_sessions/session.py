@@ -33,13 +33,6 @@ _json_decode = json.JSONDecoder().decode
 _MISSING = object()
 
 
-def _decode(text: str) -> Any:
-    """The value stored as JSON ``text``."""
-    if text.isdigit() and text.isascii() and (text[0] != "0" or len(text) == 1):
-        return int(text)  # a counter, the commonest value; a fraction of the decoder's cost
-    return _json_decode(text)
-
-
 class SessionValueError(TypeError):
     """A session value cannot be stored because it is not JSON-serializable."""
 
@@ -82,18 +75,6 @@ class Changes(NamedTuple):
 
 #: What most requests do to their session: nothing (shared, since it cannot change).
 NO_CHANGES = Changes(MappingProxyType({}))
-
-
-def encode_value(key: str, value: Any) -> str:
-    """The JSON text stored for ``value``; raises :class:`SessionValueError` naming ``key``."""
-    try:
-        if type(value) is int:
-            # Counters are common, and an int's JSON text is its repr; the encoder
-            # would build a new C encoder object for it on every call.
-            return repr(value)
-        return _encode(value)
-    except (TypeError, ValueError) as error:
-        raise SessionValueError(key, value) from error
 
 
 class Session(MutableMapping):
@@ -192,7 +173,11 @@ class Session(MutableMapping):
         text = self._raw.get(key)
         if text is None or key in self._removed:
             return default
-        value = self._values[key] = _decode(text)
+        if text.isdigit() and text.isascii() and (text[0] != "0" or len(text) == 1):
+            value = int(text)  # a counter, the commonest value: a fraction of the decoder's cost
+        else:
+            value = _json_decode(text)
+        self._values[key] = value
         if not isinstance(value, _IMMUTABLE):
             self._dirty = True  # it may be changed in place
         return value
@@ -342,7 +327,12 @@ class Session(MutableMapping):
         for key, value in self._values.items():
             if key not in self._assigned and isinstance(value, _IMMUTABLE):
                 continue
-            text = encode_value(key, value)
+            try:
+                # A counter, the commonest value: an int's JSON text is its repr, which spares
+                # the encoder building a C encoder object for it.
+                text = repr(value) if type(value) is int else _encode(value)
+            except (TypeError, ValueError) as error:  # not JSON; an int too long to convert
+                raise SessionValueError(key, value) from error
             if raw.get(key) != text:
                 changed[key] = text
         removed = frozenset(self._removed) if self._removed else _NO_KEYS
