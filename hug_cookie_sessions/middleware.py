@@ -452,13 +452,8 @@ class SessionMiddleware:
         """Persist ``session``, at the end of its request or, ``explicit``, for :meth:`save`.
         Returns what the cookie must become: None (unchanged), ``_EXPIRE``, or
         ``(sid, record)`` to (re)issue."""
-        try:
-            changes = session.changes()
-        except SessionValueError as error:
-            raise _not_saved(error) from error
-        old = session._record
-        # The commonest write, new values for a stored session whose expiry stays: one apply, no plan.
-        if not explicit and changes.values_only and old is not None and not self._expiry_due(old):
+        changes, old = self._changes_to_save(session, explicit)
+        if old is not None:
             if self._store_is_async:
                 raise _async_store_on_wsgi(self.store)
             try:
@@ -481,12 +476,8 @@ class SessionMiddleware:
 
     async def _save_async(self, session: Session, *, explicit: bool) -> Any:
         """:meth:`_save` for the ASGI hooks and :meth:`save_async`."""
-        try:
-            changes = session.changes()
-        except SessionValueError as error:
-            raise _not_saved(error) from error
-        old = session._record
-        if not explicit and changes.values_only and old is not None and not self._expiry_due(old):
+        changes, old = self._changes_to_save(session, explicit)
+        if old is not None:
             try:
                 applied = await self.async_store.apply(
                     session._sid, changes.changed, changes.removed, old.expires_at
@@ -504,6 +495,24 @@ class SessionMiddleware:
             except SessionStoreError as error:
                 raise _unavailable(error, method) from error
         return _finish(session, write, result)
+
+    def _changes_to_save(self, session: Session, explicit: bool) -> tuple[Changes, Optional[Record]]:
+        """The changes that saving ``session`` persists, and its stored record when they are a
+        plain update: new values for a stored session whose expiry stays, not ``explicit``
+        (the commonest write, one ``apply``, no plan). A value that is not JSON is a logged
+        500, and nothing is saved."""
+        try:
+            changes = session.changes()
+        except SessionValueError as error:
+            log.error("Session not saved: %s", error)
+            raise falcon.HTTPInternalServerError(
+                title="Session not saved",
+                description="A session value could not be stored.",
+            ) from error
+        old = session._record
+        if explicit or not changes.values_only or old is None or self._expiry_due(old):
+            return changes, None
+        return changes, old
 
     def _plan_save(self, session: Session, changes: Changes, *, keep_empty: bool) -> _Write:
         """The store calls that persist ``changes`` to ``session`` and what follows them
@@ -752,7 +761,7 @@ def _finish(session: Session, write: _Write, result: Any) -> Any:
 
 def _values_saved(session: Session, changes: Changes, applied: bool) -> Any:
     """The cookie outcome once the store's ``apply`` of ``changes``, which only set values (the
-    plain update of ``SessionMiddleware._save``), returned ``applied``."""
+    plain update of ``SessionMiddleware._changes_to_save``), returned ``applied``."""
     if applied is False:
         return _ended_meanwhile()
     session.values_saved(changes)
@@ -763,15 +772,6 @@ def _ended_meanwhile() -> Any:
     """The cookie outcome when a write found its session gone: the changes are dropped, the cookie expires."""
     log.info("Session ended by a concurrent request; its changes were dropped")
     return _EXPIRE
-
-
-def _not_saved(error: SessionValueError) -> falcon.HTTPInternalServerError:
-    """The 500 for a session value that is not JSON (logged here, naming its key); nothing is saved."""
-    log.error("Session not saved: %s", error)
-    return falcon.HTTPInternalServerError(
-        title="Session not saved",
-        description="A session value could not be stored.",
-    )
 
 
 def adapt_store(store: Optional[Any]) -> Store:
