@@ -24,6 +24,6 @@ class BoundedMemo(dict[K, V]):
     def remember(self, key: K, value: V) -> None:
         """Add ``key: value``, first dropping the oldest entry if the memo is full."""
         with self._lock:
-            if len(self) >= self.limit:
+            if key not in self and len(self) >= self.limit:
                 del self[next(iter(self))]
             self[key] = value

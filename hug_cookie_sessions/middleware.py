@@ -160,10 +160,10 @@ class SessionMiddleware:
             cookie_name, cookie_path, cookie_domain, cookie_secure, cookie_http_only, cookie_same_site
         )
         self.context_name = context_name
-        self.idle_timeout = idle_timeout
+        self._idle_timeout = idle_timeout
         self.absolute_timeout = absolute_timeout
         self.persistent = persistent
-        self.refresh_fraction = refresh_fraction
+        self._refresh_fraction = refresh_fraction
         self.clock = clock
         self.locks = SessionLocks(self.store, lock_timeout, lock_lease) if lock else None
         # Bound once, not per request: every request's session is handed this loader.
@@ -175,6 +175,18 @@ class SessionMiddleware:
         # (a request inside the margin gets the exact check).
         idle = self._idle(None)
         self._refresh_lead = idle - max(1.0, idle * refresh_fraction) + 0.001
+
+    @property
+    def idle_timeout(self) -> Optional[int]:
+        """The default idle timeout, in seconds (None: none). Fixed once the middleware is made,
+        like ``refresh_fraction``: the quick refresh check is worked out from both then."""
+        return self._idle_timeout
+
+    @property
+    def refresh_fraction(self) -> float:
+        """The fraction of its idle timeout by which a session's expiry must move before a read
+        writes it (fixed once the middleware is made)."""
+        return self._refresh_fraction
 
     # -- Falcon hooks (WSGI: hug, falcon.App) ---------------------------------------------
 
@@ -380,6 +392,7 @@ class SessionMiddleware:
     # -- loading --------------------------------------------------------------------------
 
     def _open_from_cookie(self, header: Optional[str], lock: Optional[RequestLock] = None) -> Opened:
+        # The memo lookup of _cookie_sids, made here first: a returning visitor needs no other call.
         sids = self._sids_by_header.get(header) if header else ()
         if sids is None:
             sids = self._cookie_sids(header)
@@ -397,6 +410,9 @@ class SessionMiddleware:
         first) when every cookie in it verified: only an exact copy of that header
         gets it again. A header with a cookie that fails is checked, and logged, every time.
         """
+        sids = self._sids_by_header.get(header)
+        if sids is not None:
+            return sids
         tokens = cookie_values(header, self.cookie.name)[:MAX_COOKIES_CHECKED]
         sids = self._verified_sids(tokens)
         if len(sids) == len(tokens) and len(header) <= MAX_REMEMBERED_HEADER:
@@ -590,7 +606,7 @@ class SessionMiddleware:
 
     def _idle(self, idle_timeout: Optional[int]) -> int:
         """The idle timeout in force: the session's own (0 means the default) or the middleware's."""
-        return idle_timeout or self.idle_timeout or MAX_LIFETIME
+        return idle_timeout or self._idle_timeout or MAX_LIFETIME
 
     def _next_expiry(
         self, old: Optional[Record], idle_timeout: Optional[int], now: float
@@ -610,7 +626,7 @@ class SessionMiddleware:
         if old is None or idle_timeout is not None:
             return expires_at, True
         moved = expires_at - old.expires_at
-        if moved >= 1.0 and moved >= idle * self.refresh_fraction:
+        if moved >= 1.0 and moved >= idle * self._refresh_fraction:
             return expires_at, True
         return old.expires_at, False
 
@@ -628,7 +644,7 @@ class SessionMiddleware:
                 return False
         else:
             moved = now + old.idle_timeout - old.expires_at
-            if moved < 1.0 or moved < old.idle_timeout * self.refresh_fraction:
+            if moved < 1.0 or moved < old.idle_timeout * self._refresh_fraction:
                 return False
         return self._next_expiry(old, None, now)[1]
 

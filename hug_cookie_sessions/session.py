@@ -57,7 +57,8 @@ class Changes(NamedTuple):
     user_id: Optional[str] = None
     idle_timeout: Optional[int] = None
     reissue: bool = False
-    #: Whether these changes only set values: nothing removed, no lifecycle call.
+    #: Whether these changes only set values: nothing removed, no lifecycle call (worked out
+    #: by :meth:`Session.changes`; a ``Changes`` made by hand says False).
     values_only: bool = False
 
     @property
@@ -283,7 +284,9 @@ class Session(MutableMapping):
         self._ensure_loaded()
         ended_sid = self._sid or (self._asked.ended_sid if self._asked is not None else None)
         self.stored_as(None, None)
-        self._lifecycle().ended_sid = ended_sid
+        self._dirty = True
+        if ended_sid:
+            self._lifecycle().ended_sid = ended_sid
 
     @property
     def user_id(self) -> Optional[str]:

@@ -12,6 +12,7 @@ model does not know about.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any, Callable, Optional
 
 import falcon
 import falcon.testing
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -332,6 +334,30 @@ def test_redis_sessions_follow_the_model(private_redis):
     check_against_the_model(
         lambda clock, directory: RedisStore(private_redis.url, prefix=unique_prefix()), 200
     )
+
+
+@pytest.mark.parametrize("own_idle", [None, 0])
+@pytest.mark.parametrize("ulps", [-1000, -3, -1, 0, 1, 3, 1000])
+def test_the_quick_expiry_check_agrees_with_the_full_rule_at_the_refresh_boundary(own_idle, ulps):
+    now = 1_790_000_000.123
+    middleware = SessionMiddleware(SECRET, idle_timeout=3600, refresh_fraction=0.1, clock=lambda: now)
+    boundary = now + 3600 - 360  # the expiry whose move is exactly the refresh step
+    expires_at = boundary
+    for _ in range(abs(ulps)):
+        expires_at = math.nextafter(expires_at, math.inf if ulps > 0 else -math.inf)
+    stored = Record({}, now - 10, expires_at, None, own_idle)
+    assert middleware._expiry_due(stored) == middleware._next_expiry(stored, None, now)[1]
+    if abs(ulps) == 1000:  # clear of any rounding: due before the boundary, not after it
+        assert middleware._expiry_due(stored) == (ulps < 0)
+
+
+def test_the_timeouts_the_refresh_check_is_worked_out_from_are_fixed_once_made():
+    middleware = SessionMiddleware(SECRET, idle_timeout=60, refresh_fraction=0.2)
+    assert (middleware.idle_timeout, middleware.refresh_fraction) == (60, 0.2)
+    with pytest.raises(AttributeError):
+        middleware.idle_timeout = 3600
+    with pytest.raises(AttributeError):
+        middleware.refresh_fraction = 0.5
 
 
 def test_a_read_writes_the_expiry_exactly_when_the_full_rule_says_it_is_due():

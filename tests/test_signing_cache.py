@@ -1,7 +1,10 @@
 """The signer remembers cookies that verified, and the middleware the session IDs of each Cookie
 header whose session cookies all verified; neither may weaken verification."""
 
+import asyncio
 import logging
+
+import pytest
 
 from hug_cookie_sessions import MemoryStore, SessionMiddleware
 from hug_cookie_sessions.middleware import MAX_REMEMBERED_HEADER, REMEMBERED_HEADERS
@@ -75,15 +78,44 @@ def test_a_remembered_cookie_header_with_an_altered_token_is_rejected_every_time
         assert middleware._open_from_cookie(altered) == (None, None, False)
 
 
-def test_a_header_with_a_cookie_that_fails_is_checked_and_logged_every_time(caplog):
+@pytest.mark.parametrize("forged_first", [True, False], ids=["forged-first", "forged-last"])
+def test_a_header_with_a_cookie_that_fails_is_checked_and_logged_every_time(caplog, forged_first):
     middleware, _, sid, header = _middleware_with_session()
-    forged = f"session={_flip(middleware.signer.sign(sid), 3)}; {header}"
+    forged_cookie = f"session={_flip(middleware.signer.sign(sid), 3)}"
+    forged = f"{forged_cookie}; {header}" if forged_first else f"{header}; {forged_cookie}"
     for _ in range(2):
         with caplog.at_level(logging.WARNING, logger="hug_cookie_sessions"):
             caplog.clear()
-            assert middleware._open_from_cookie(forged)[0] == sid  # the genuine cookie behind it opens
+            assert middleware._open_from_cookie(forged)[0] == sid  # the genuine cookie opens
         assert "bad signature" in caplog.text
     assert forged not in middleware._sids_by_header
+
+
+class _AsgiRequest:
+    """What ``process_request_async`` reads of a request."""
+
+    def __init__(self, cookie_header: str) -> None:
+        self.context: dict = {}
+        self._cookie_header = cookie_header
+
+    def get_header(self, name: str):
+        return self._cookie_header if name.lower() == "cookie" else None
+
+
+def test_the_asgi_hooks_use_the_remembered_header_too():
+    middleware, _, sid, header = _middleware_with_session()
+    verified = []
+    unsign = middleware.signer.unsign
+    middleware.signer.unsign = lambda token: verified.append(token) or unsign(token)
+    loop = asyncio.new_event_loop()  # not asyncio.run: Falcon 3's TestClient needs the thread's loop later
+    try:
+        for _ in range(3):
+            req = _AsgiRequest(header)
+            loop.run_until_complete(middleware.process_request_async(req, None))
+            assert req.context["session"].id == sid
+    finally:
+        loop.close()
+    assert len(verified) == 1
 
 
 def test_a_remembered_header_signed_with_a_retired_key_asks_for_a_new_cookie_every_time():
