@@ -103,6 +103,8 @@ class Session(MutableMapping):
 
     def __init__(self, loader: Loader, source: Any = None) -> None:
         """A session that calls ``loader(source)`` on first use to load its stored state."""
+        # SessionMiddleware.process_request sets these two fields itself, without calling
+        # __init__: anything added here must be added there.
         self._loader: Optional[Loader] = loader  # None once loaded (the middleware checks it)
         self._source = source
 
