@@ -401,10 +401,22 @@ class SessionMiddleware:
         sids = self._sids_by_header.get(header) if header else ()
         if sids is None:
             sids = self._cookie_sids(header)
-        return self._open_sids(sids, lock)
+        if lock is not None or self._store_is_async:
+            return self._run(self._open_steps(sids, lock))
+        # _open_steps without a lock, as plain blocking calls: every request that
+        # reads its session comes this way, and here a generator's cost would show.
+        now = self.clock()
+        for sid, current_key in sids:
+            try:
+                record = self.store.load(sid)
+            except SessionStoreError as error:
+                raise _unavailable(error, "load") from error
+            if record is not None and record.expires_at > now:
+                return sid, record, not current_key
+        return None, None, False
 
     def _open_token(self, token: Optional[str]) -> Opened:
-        return self._open_sids(self._verified_sids([token] if token else []))
+        return self._run(self._open_steps(self._verified_sids([token] if token else [])))
 
     def _cookie_sids(self, header: str) -> Verified:
         """The session IDs that the session cookies in a ``Cookie`` header verify as (see
@@ -434,21 +446,6 @@ class SessionMiddleware:
             else:
                 verified.append(sid)
         return tuple(verified)
-
-    def _open_sids(self, sids: Verified, lock: Optional[RequestLock] = None) -> Opened:
-        if lock is not None or self._store_is_async:
-            return self._run(self._open_steps(sids, lock))
-        # _open_steps without a lock, as plain blocking calls: every request that
-        # reads its session comes this way, and here a generator's cost would show.
-        now = self.clock()
-        for sid, current_key in sids:
-            try:
-                record = self.store.load(sid)
-            except SessionStoreError as error:
-                raise _unavailable(error, "load") from error
-            if record is not None and record.expires_at > now:
-                return sid, record, not current_key
-        return None, None, False
 
     def _open_steps(self, sids: Verified, lock: Optional[RequestLock] = None) -> Steps[Opened]:
         """The first of ``sids`` that names a live session wins (locked first, with a ``lock``)."""
