@@ -171,11 +171,8 @@ class SessionMiddleware:
         self._cookie_loader = self._open_from_cookie
         self._lock_key = f"{context_name}.lock"
         self._sids_by_header: BoundedMemo[str, Verified] = BoundedMemo(REMEMBERED_HEADERS)
-        # How long before its expiry a session on the default idle timeout is due for a
-        # refresh: the refresh step short of the idle timeout, less a margin for rounding
-        # (a request inside the margin gets the exact check).
-        idle = self._idle(None)
-        self._refresh_lead = idle - max(1.0, idle * refresh_fraction) + 0.001
+        # Worked out once for the sessions on the default idle timeout, nearly all of them.
+        self._refresh_lead = self._refresh_lead_for(self._idle(None))
 
     @property
     def idle_timeout(self) -> Optional[int]:
@@ -639,16 +636,18 @@ class SessionMiddleware:
         if old is None:
             return False
         now = self.clock()
-        # Most requests come before the refresh step and stop here. The move is reckoned
-        # without the absolute timeout, whose cap can only make it smaller.
-        if not old.idle_timeout:
-            if now + self._refresh_lead < old.expires_at:
-                return False
-        else:
-            moved = now + old.idle_timeout - old.expires_at
-            if moved < 1.0 or moved < old.idle_timeout * self._refresh_fraction:
-                return False
+        # Most requests come before the refresh step and stop here.
+        lead = self._refresh_lead if not old.idle_timeout else self._refresh_lead_for(old.idle_timeout)
+        if now + lead < old.expires_at:
+            return False
         return self._next_expiry(old, None, now)[1]
+
+    def _refresh_lead_for(self, idle: int) -> float:
+        """How long before its expiry a session on the idle timeout ``idle`` may be due for a
+        refresh: the refresh step short of ``idle``, plus a margin for rounding (a request
+        inside the margin gets the exact rule). The absolute timeout is left out: its cap can
+        only make a move smaller."""
+        return idle - max(1.0, idle * self._refresh_fraction) + 0.001
 
     def _cookie_max_age(self, record: Record, now: float) -> Optional[int]:
         if record.idle_timeout == 0 or (record.idle_timeout is None and not self.persistent):
