@@ -19,25 +19,36 @@ class Target:
     passed: Optional[bool]  # None: not measured in this run
 
 
-def _ratio_target(results, path: str, kind: str, limit: float) -> Target:
+def _ratio_target(report: dict, path: str, kind: str, limit: float) -> Target:
+    results = report["inprocess"]
     ratio = results.ratio(kind, path, "floor")
-    return Target(
-        f"{path}, {LABELS[kind]}",
-        f"≤ {limit:.2f}x floor",
-        f"{ratio:.3f}x (fastest chunks {results.best_ratio(kind, path, 'floor'):.3f}x)",
-        ratio <= limit,
-    )
+    measured = f"{ratio:.3f}x (fastest chunks {results.best_ratio(kind, path, 'floor'):.3f}x"
+    bound = _store_bound(report, kind, path)
+    if bound is not None:
+        measured += f"; store calls alone ≥ {bound:.3f}x"
+    return Target(f"{path}, {LABELS[kind]}", f"≤ {limit:.2f}x floor", measured + ")", ratio <= limit)
+
+
+def _store_bound(report: dict, kind: str, path: str) -> Optional[float]:
+    """The ratio ``kind`` would show on ``path`` if this session layer cost nothing: the floor
+    plus the store calls such a request makes (a load; a load and an apply for a write), each
+    timed alone. None when the breakdown did not time this store or the path calls none."""
+    timed = report.get("breakdown") or {}
+    if path == "untouched" or (kind, "read") not in timed:
+        return None
+    store_us = timed[kind, "read"]["store"] + (timed[kind, "write"]["store"] if path == "write" else 0.0)
+    return 1 + store_us / report["inprocess"].median_us("floor", path)
 
 
 def targets(report: dict) -> list[Target]:
     """Every target of the performance issue, judged on this run's figures."""
     results = report["inprocess"]
     found = [
-        _ratio_target(results, "untouched", "memory", 1.03),
-        _ratio_target(results, "read", "memory", 1.15),
-        _ratio_target(results, "write", "memory", 1.30),
-        _ratio_target(results, "read", "sqlite", 1.50),
-        _ratio_target(results, "write", "sqlite", 2.00),
+        _ratio_target(report, "untouched", "memory", 1.03),
+        _ratio_target(report, "read", "memory", 1.15),
+        _ratio_target(report, "write", "memory", 1.30),
+        _ratio_target(report, "read", "sqlite", 1.50),
+        _ratio_target(report, "write", "sqlite", 2.00),
     ]
     versus_hug = {path: results.ratio("memory", path, "hug") for path in PATHS}
     found.append(
@@ -121,6 +132,11 @@ def render_markdown(report: dict) -> str:
         lines.append(f"| {target.name} | {target.goal} | {target.measured} | {_mark(target.passed)} |")
     lines += [
         "",
+        '"Store calls alone" is the ratio the app would show if this session layer cost nothing: the '
+        "floor's time plus the store calls the request makes (`store.load`; for a write, `store.load` "
+        'and `store.apply`), each timed on its own ("Where the time goes" below). No session layer '
+        "over that store can beat it on this machine, so a target below it cannot be met with that store.",
+        "",
         "## In-process (WSGI calls, no sockets)",
         "",
         f"{plan.rounds} rounds; in each, every (app, path) cell ran {plan.chunks_per_round} chunks of "
@@ -178,11 +194,12 @@ def render_markdown(report: dict) -> str:
         f"| {small:,} | {scale[small]['load']:.1f} | {scale[small]['read']:.1f} |",
         f"| {large:,} | {scale[large]['load']:.1f} | {scale[large]['read']:.1f} |",
         "",
-        f"**SQLite durability.** One-value writes (one commit each) in WAL mode: "
-        f"`synchronous=NORMAL` (the default) {report['durability']['NORMAL']:.1f} µs, "
-        f"`FULL` {report['durability']['FULL']:.1f} µs per write. NORMAL syncs the log at checkpoints "
-        "only: the file never corrupts, but a power cut (not a crash of the app) may lose the last "
-        "commits.",
+        f"**SQLite durability.** One-value writes (one commit each) in WAL mode, the settings "
+        f"interleaved: `synchronous=OFF` {report['durability']['OFF']:.1f} µs, "
+        f"`NORMAL` (the default) {report['durability']['NORMAL']:.1f} µs, "
+        f"`FULL` {report['durability']['FULL']:.1f} µs per write. OFF never syncs, NORMAL syncs the log "
+        "at checkpoints only: with either the file survives any crash of the app, but a power cut may "
+        "lose the last commits (and, with OFF, corrupt the file); FULL syncs every commit.",
         "",
         f"**MemoryStore size.** tracemalloc over {plan.memory_sessions:,} sessions saved through the "
         "middleware (record, its data dict, keys and JSON texts, the store's index entry):",
