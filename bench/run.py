@@ -230,7 +230,7 @@ def main() -> None:
             report["scale"] = stores.sqlite_scale(
                 tmp, plan.scale_sizes, rounds=plan.scale_rounds, chunk=plan.scale_chunk, progress=log
             )
-            log("SQLite: commit cost with synchronous=NORMAL and FULL")
+            log("SQLite: commit cost with synchronous=OFF, NORMAL and FULL")
             report["durability"] = stores.sqlite_durability(
                 tmp, rounds=plan.durability_rounds, count=plan.durability_commits
             )
