@@ -32,6 +32,9 @@ def _ratio_target(report: dict, path: str, kind: str, limit: float) -> Target:
     results = report["inprocess"]
     ratio = results.ratio(kind, path, "floor")
     measured = f"{ratio:.3f}x (fastest chunks {results.best_ratio(kind, path, 'floor'):.3f}x"
+    pair = report.get("pair")
+    if pair is not None and (kind, path) in pair.rounds:
+        measured += f"; alone with the floor {pair.ratio(kind, path, 'floor'):.3f}x"
     bound = _store_bound(report, kind, path)
     if bound is not None:
         measured += f"; store calls alone ≥ {bound:.3f}x"
@@ -163,6 +166,17 @@ def render_markdown(report: dict) -> str:
             )
     if report.get("redis_reason"):
         lines += ["", f"RedisStore rows absent: {report['redis_reason']}."]
+    pair = report["pair"]
+    lines += [
+        "",
+        "**The floor and MemoryStore apps alone.** The apps above share one process, as they must to "
+        "be interleaved, and with it Falcon's and hug's code, whose call sites then serve every app's "
+        "middleware and session type; a deployed app serves one. Measured again with only these two "
+        f"apps in the process ({len(pair.rounds['floor', 'read'])} rounds, same method), MemoryStore's "
+        "ratios to the floor are: "
+        + ", ".join(f"{path} {pair.ratio('memory', path, 'floor'):.3f}x" for path in PATHS)
+        + ".",
+    ]
     lines += _breakdown_lines(report["breakdown"], plan)
     lines += ["", "## Over HTTP (gunicorn + wrk on loopback)", ""]
     if report.get("http_reason"):

@@ -215,6 +215,14 @@ def main() -> None:
                 progress=_every(10, log),
             )
             del apps
+            pair_rounds = max(plan.rounds // 3, 2)
+            log(f"in-process, the floor and MemoryStore apps alone: {pair_rounds} rounds")
+            report["pair"] = inprocess.measure(
+                {kind: build(kind, middleware(kind)) for kind in ("floor", "memory")},
+                rounds=pair_rounds,
+                chunks_per_round=plan.chunks_per_round,
+                chunk=plan.chunk,
+            )
             log("where the time goes: each step of a request timed alone")
             report["breakdown"] = breakdown.breakdown(
                 {"memory": MemoryStore, "sqlite": lambda: SQLiteStore(os.path.join(tmp, "breakdown.db"))},
