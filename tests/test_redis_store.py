@@ -350,5 +350,6 @@ def test_concurrent_first_use_of_a_cluster_url_store_makes_one_client(redis_clus
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
+    assert len(clients) == 4  # a thread that raised appended nothing
     assert len({id(client) for client in clients}) == 1
     store.close()

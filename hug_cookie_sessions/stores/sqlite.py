@@ -145,7 +145,7 @@ class SQLiteStore:
         )
         try:
             connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            connection.execute("PRAGMA journal_mode = WAL")
+            self._use_wal(connection)
             connection.execute(f"PRAGMA synchronous = {self.synchronous}")
             connection.execute(f"PRAGMA cache_size = -{int(self.cache_mib) * 1024}")
             connection.execute("PRAGMA foreign_keys = ON")
@@ -155,6 +155,20 @@ class SQLiteStore:
             raise
         local.connection, local.pid = connection, _pid
         return connection
+
+    def _use_wal(self, connection: sqlite3.Connection) -> None:
+        """Put the file in WAL mode (a no-op once it is). Connections that open a new file
+        together all ask for the switch, and SQLite answers the ones that find it under way
+        "database is locked" at once, without waiting: they ask again until ``busy_timeout``."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.005)
 
     def _fail(self, error: sqlite3.Error) -> SessionStoreError:
         """Drop this thread's connection (the next call reconnects) and describe ``error``."""
