@@ -340,21 +340,22 @@ class LockingConformance:
 
     def test_of_threads_racing_for_one_lock_exactly_one_wins(self, store):
         sid = new_session_id()
-        start = threading.Barrier(8)
+        start = threading.Barrier(8, timeout=10)
         winners, errors = [], []
 
         def race(index: int) -> None:
-            start.wait()
             try:
+                start.wait()
                 if store.acquire_lock(sid, f"token-{index}", 30):
                     winners.append(index)
             except BaseException as error:  # a thread's exception would not fail the test itself
                 errors.append(error)
 
-        threads = [threading.Thread(target=race, args=(index,)) for index in range(8)]
+        threads = [threading.Thread(target=race, args=(index,), daemon=True) for index in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(10)
+        assert not any(thread.is_alive() for thread in threads)
         assert errors == []
         assert len(winners) == 1
