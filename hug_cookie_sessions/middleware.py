@@ -394,10 +394,10 @@ class SessionMiddleware:
     # -- loading --------------------------------------------------------------------------
 
     def _open_from_cookie(self, header: Optional[str], lock: Optional[RequestLock] = None) -> Opened:
-        # The memo lookup of _cookie_sids, made here first: a returning visitor needs no other call.
+        # _cookie_sids written out: a returning visitor's header needs no call beyond the memo's.
         sids = self._sids_by_header.get(header) if header else ()
         if sids is None:
-            sids = self._cookie_sids(header)
+            sids = self._verify_header(header)
         if lock is not None or self._store_is_async:
             return self._run(self._open_steps(sids, lock))
         # _open_steps without a lock, as plain blocking calls: every request that
@@ -425,8 +425,10 @@ class SessionMiddleware:
         gets it again. A header with a cookie that fails is checked, and logged, every time.
         """
         sids = self._sids_by_header.get(header)
-        if sids is not None:
-            return sids
+        return sids if sids is not None else self._verify_header(header)
+
+    def _verify_header(self, header: str) -> Verified:
+        """:meth:`_cookie_sids` for a header not remembered: every session cookie checked."""
         tokens = cookie_values(header, self.cookie.name)[:MAX_COOKIES_CHECKED]
         sids = self._verified_sids(tokens)
         if len(sids) == len(tokens) and len(header) <= MAX_REMEMBERED_HEADER:

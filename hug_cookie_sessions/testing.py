@@ -39,6 +39,29 @@ def record(data: dict[str, str] | None = None, *, ttl: float = HOUR, **meta) -> 
     return Record(dict(data or {}), now, now + ttl, **meta)
 
 
+def run_together(count: int, target: Callable[[int], Any], timeout: float = 30) -> list[BaseException]:
+    """Run ``target(index)`` for ``index`` in ``range(count)``, one thread each, all released at
+    the same moment; what they raised (a thread's exception would not fail a test by itself).
+    Fails if a thread is still running after ``timeout`` seconds."""
+    start = threading.Barrier(count, timeout=timeout)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            start.wait()
+            target(index)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(index,), daemon=True) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads), "a thread is still running"
+    return errors
+
+
 class BlockingFacade:
     """An async store's methods as blocking calls, awaited on the facade's own event loop.
 
@@ -340,22 +363,11 @@ class LockingConformance:
 
     def test_of_threads_racing_for_one_lock_exactly_one_wins(self, store):
         sid = new_session_id()
-        start = threading.Barrier(8, timeout=10)
-        winners, errors = [], []
+        winners = []
 
         def race(index: int) -> None:
-            try:
-                start.wait()
-                if store.acquire_lock(sid, f"token-{index}", 30):
-                    winners.append(index)
-            except BaseException as error:  # a thread's exception would not fail the test itself
-                errors.append(error)
+            if store.acquire_lock(sid, f"token-{index}", 30):
+                winners.append(index)
 
-        threads = [threading.Thread(target=race, args=(index,), daemon=True) for index in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(10)
-        assert not any(thread.is_alive() for thread in threads)
-        assert errors == []
+        assert run_together(8, race) == []
         assert len(winners) == 1

@@ -7,14 +7,13 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import pytest
 
 from hug_cookie_sessions import MemoryStore, SQLiteStore
 from hug_cookie_sessions.signing import new_session_id
-from hug_cookie_sessions.testing import record
+from hug_cookie_sessions.testing import record, run_together
 
 from .conftest import needs_hug
 from .support import make_site
@@ -45,7 +44,7 @@ def test_sqlite_is_safe_for_several_worker_processes(db_path):
         import sys, time
         from hug_cookie_sessions import SQLiteStore
         from hug_cookie_sessions.signing import new_session_id
-        from hug_cookie_sessions.testing import record
+        from hug_cookie_sessions.testing import record, run_together
         store = SQLiteStore({db_path!r})
         name = sys.argv[1]
         for i in range(50):
@@ -175,24 +174,11 @@ def test_sqlite_workers_opening_a_new_file_at_once_all_get_in_and_it_runs_in_wal
     # Workers started together each open the new file and switch it to WAL mode; SQLite
     # answers "database is locked" to that switch at once, without waiting busy_timeout.
     # A race: each new file catches a store without the fix only sometimes, so 30 are tried.
-    def first_request(path: str, start: threading.Barrier, errors: list) -> None:
-        try:
-            start.wait()
-            SQLiteStore(path).create(new_session_id(), record({"n": "1"}))
-        except BaseException as error:
-            errors.append(error)
-
     for attempt in range(30):
         path = str(tmp_path / f"new-{attempt}.sqlite3")
-        start, errors = threading.Barrier(8, timeout=10), []
-        threads = [
-            threading.Thread(target=first_request, args=(path, start, errors), daemon=True) for _ in range(8)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert not any(thread.is_alive() for thread in threads)
+        errors = run_together(
+            8, lambda _, path=path: SQLiteStore(path).create(new_session_id(), record({"n": "1"}))
+        )
         assert errors == []
         db = sqlite3.connect(path)
         try:
