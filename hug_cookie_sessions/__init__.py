@@ -6,14 +6,15 @@
 
 from typing import TYPE_CHECKING, Any
 
-from .locking import LockingStore, LockTimeout
-from .middleware import SessionBusy, SessionInfo, SessionMiddleware, SessionUnavailable
-from .session import Session, SessionValueError
-from .stores.base import Record, SessionStoreError, Store, UserIndex
+from .errors import LockTimeout, SessionBusy, SessionStoreError, SessionUnavailable, SessionValueError
+from .middleware import SessionMiddleware
+from .session import Session
+from .stores.base import LockingStore, Record, Store, UserIndex
 from .stores.hug_adapter import HugStoreAdapter
 from .stores.memory import MemoryStore
 from .stores.sqlite import SQLiteStore
 from .stores.url import store_from_url
+from .users import SessionInfo
 
 if TYPE_CHECKING:
     from .stores.redis import RedisStore as RedisStore  # not in __all__: star imports need no redis

@@ -12,112 +12,169 @@ middleware answers 503); it never goes on unlocked. Releasing is checked
 against a random token, so a request whose lease ran out cannot release the
 lock someone else took since.
 
-Stores provide the primitive in :class:`LockingStore`; this module only waits
-for it and remembers what a request holds.
+Stores provide the primitive in :class:`~.stores.base.LockingStore`; this
+module only waits for it and remembers what a request holds. Each wait has a
+blocking twin (``time.sleep``) and an asyncio twin (``asyncio.sleep``, no thread).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
-from typing import Any, Optional, Protocol, runtime_checkable
+from typing import Any, Optional
 
-from .steps import Pause, Steps, call
-from .stores.base import SessionStoreError
+from .errors import LockTimeout, SessionBusy, SessionUnavailable, store_failed
+from .stores.base import LockingStore, SessionStoreError, provides
+
+__all__ = ["LockTimeout", "LockingStore", "RequestLock", "SessionLocks"]
 
 log = logging.getLogger("hug_cookie_sessions")
 
-#: Waiting for a lock polls the store; the pause between tries doubles up to this (seconds).
+#: Waiting for a lock polls the store; the pause between tries doubles from the first up to the last.
+FIRST_POLL_INTERVAL = 0.002
 MAX_POLL_INTERVAL = 0.05
 
 
-class LockTimeout(SessionStoreError):
-    """Another request of the session held its lock for the whole lock timeout."""
-
-
-@runtime_checkable
-class LockingStore(Protocol):
-    """The lock primitive a store offers for ``lock=True``; neither method waits."""
-
-    def acquire_lock(self, sid: str, token: str, lease: float) -> bool:
-        """Take ``sid``'s lock as ``token`` for ``lease`` seconds if it is free or its lease has
-        run out; False, changing nothing, while another token holds it."""
-
-    def release_lock(self, sid: str, token: str) -> None:
-        """Free ``sid``'s lock if ``token`` still holds it; otherwise do nothing."""
-
-
 class SessionLocks:
-    """Takes per-session locks from ``store``, waiting up to ``timeout`` seconds for each."""
+    """Takes per-session locks from ``store``, waiting up to ``timeout`` seconds for each.
 
-    def __init__(self, store: Any, timeout: float, lease: float) -> None:
-        # Not isinstance(store, LockingStore): from Python 3.12 that misses methods a wrapper
-        # provides through __getattr__.
-        if not all(callable(getattr(store, name, None)) for name in ("acquire_lock", "release_lock")):
+    ``async_store`` is the same store as the asyncio app sees it (see
+    :func:`~.stores.aio.as_async_store`).
+    """
+
+    def __init__(self, store: Any, async_store: Any, timeout: float, lease: float) -> None:
+        if not provides(store, LockingStore):
             raise TypeError(f"{type(store).__name__} has no session locks (acquire_lock/release_lock)")
         if timeout < 0:
             raise ValueError("lock_timeout must be a number of seconds >= 0")
         if lease <= 0:
             raise ValueError("lock_lease must be a positive number of seconds")
         self.store = store
+        self.async_store = async_store
         self.timeout = timeout
         self.lease = lease
 
-    def acquire(self, sid: str) -> Steps[str]:
-        """Wait for ``sid``'s lock and take it (as steps); the token that releases it.
+    def acquire(self, sid: str) -> str:
+        """Wait for ``sid``'s lock and take it; the token that releases it.
 
         Raises :class:`LockTimeout` after ``timeout`` seconds, and whatever
-        :class:`SessionStoreError` the store raises. The waits are
-        :class:`~.steps.Pause` steps, so on ASGI they sleep without a thread.
+        :class:`SessionStoreError` the store raises.
         """
-        token = secrets.token_urlsafe(16)
-        deadline = time.monotonic() + self.timeout
-        pause = 0.002
-        while not (yield call("acquire_lock", sid, token, self.lease)):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise LockTimeout(f"session still locked after {self.timeout:g} s")
-            yield Pause(min(pause, left))
+        token, deadline, pause = (
+            secrets.token_urlsafe(16),
+            time.monotonic() + self.timeout,
+            FIRST_POLL_INTERVAL,
+        )
+        while not self.store.acquire_lock(sid, token, self.lease):
+            time.sleep(self._pause(deadline, pause))
             pause = min(pause * 2, MAX_POLL_INTERVAL)
         return token
 
-    def release(self, sid: str, token: str) -> Steps[None]:
-        """Free the lock (as steps); if the store fails, the lock is left to expire with its lease."""
+    async def acquire_async(self, sid: str) -> str:
+        """:meth:`acquire` for asyncio: the waits sleep without a thread."""
+        token, deadline, pause = (
+            secrets.token_urlsafe(16),
+            time.monotonic() + self.timeout,
+            FIRST_POLL_INTERVAL,
+        )
+        while not await self.async_store.acquire_lock(sid, token, self.lease):
+            await asyncio.sleep(self._pause(deadline, pause))
+            pause = min(pause * 2, MAX_POLL_INTERVAL)
+        return token
+
+    def _pause(self, deadline: float, pause: float) -> float:
+        """How long to wait before the next try; LockTimeout once the deadline has passed."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LockTimeout(f"session still locked after {self.timeout:g} s")
+        return min(pause, left)
+
+    def release(self, sid: str, token: str) -> None:
+        """Free the lock; if the store fails, the lock is left to expire with its lease."""
         try:
-            yield call("release_lock", sid, token)
+            self.store.release_lock(sid, token)
         except SessionStoreError as error:
-            log.error("Could not release a session lock (it expires with its lease): %s", error)
+            _log_not_released(error)
+
+    async def release_async(self, sid: str, token: str) -> None:
+        """:meth:`release` for asyncio."""
+        try:
+            await self.async_store.release_lock(sid, token)
+        except SessionStoreError as error:
+            _log_not_released(error)
+
+
+def _refused(error: SessionStoreError) -> SessionUnavailable:
+    """The 503 for a lock not taken: busy when another request held it, else a store failure."""
+    if isinstance(error, LockTimeout):
+        log.warning("Session request refused: %s", error)
+        return SessionBusy()
+    return store_failed(error, "acquire_lock")
+
+
+def _log_not_released(error: SessionStoreError) -> None:
+    log.error("Could not release a session lock (it expires with its lease): %s", error)
 
 
 class RequestLock:
-    """The one session lock a request holds, from loading its session to saving it."""
+    """The one session lock a request holds, from loading its session to saving it.
 
-    __slots__ = ("_locks", "_held", "_finished")
+    Once :meth:`finish` has run, nothing is locked: a session loaded after its
+    response hook is never saved, so there is nothing to protect, and a lock
+    taken then would have nobody to release it.
+    """
+
+    __slots__ = ("locks", "held", "finished")
 
     def __init__(self, locks: SessionLocks) -> None:
-        self._locks = locks
-        self._held: Optional[tuple[str, str]] = None
-        self._finished = False
+        self.locks = locks
+        self.held: Optional[tuple[str, str]] = None
+        self.finished = False
 
-    def acquire(self, sid: str) -> Steps[None]:
-        """Lock ``sid`` for this request (as steps), releasing any lock it held before.
+    def acquire(self, sid: str) -> None:
+        """Lock ``sid`` for this request, releasing any lock it held before.
 
-        Once :meth:`finish` has run, nothing is locked: a session loaded
-        after its response hook is never saved, so there is nothing to protect, and
-        a lock taken then would have nobody to release it.
+        Raises :class:`~.errors.SessionBusy` when the lock stays taken for the
+        whole timeout, and :class:`~.errors.SessionUnavailable` when the store fails.
         """
-        yield from self.release()
-        if not self._finished:
-            self._held = (sid, (yield from self._locks.acquire(sid)))
+        self.release()
+        if self.finished:
+            return
+        try:
+            self.held = (sid, self.locks.acquire(sid))
+        except SessionStoreError as error:
+            raise _refused(error) from error
 
-    def finish(self) -> Steps[None]:
-        """The request's response hook has run: release its lock (as steps) and take none after."""
-        self._finished = True
-        yield from self.release()
+    async def acquire_async(self, sid: str) -> None:
+        """:meth:`acquire` for asyncio."""
+        await self.release_async()
+        if self.finished:
+            return
+        try:
+            self.held = (sid, await self.locks.acquire_async(sid))
+        except SessionStoreError as error:
+            raise _refused(error) from error
 
-    def release(self) -> Steps[None]:
-        """Release what this request holds, if anything (as steps); safe to run more than once."""
-        held, self._held = self._held, None
+    def release(self) -> None:
+        """Release what this request holds, if anything; safe to call more than once."""
+        held, self.held = self.held, None
         if held is not None:
-            yield from self._locks.release(*held)
+            self.locks.release(*held)
+
+    async def release_async(self) -> None:
+        """:meth:`release` for asyncio."""
+        held, self.held = self.held, None
+        if held is not None:
+            await self.locks.release_async(*held)
+
+    def finish(self) -> None:
+        """The request's response hook has run: release its lock and take none after."""
+        self.finished = True
+        self.release()
+
+    async def finish_async(self) -> None:
+        """:meth:`finish` for asyncio."""
+        self.finished = True
+        await self.release_async()

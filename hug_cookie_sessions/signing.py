@@ -9,9 +9,8 @@ I/O and never reach it.
 itsdangerous derives the HMAC key from the secret on every ``sign`` and
 ``unsign`` call; that costs more than the rest of a session lookup. The keys are
 derived once here instead and the same itsdangerous algorithm object computes
-and compares the signatures (in constant time). A returning visitor sends the
-same cookie on every request, so the outcome of each successful verification
-is also remembered (see :meth:`SessionSigner.unsign`).
+and compares the signatures (in constant time). Verified cookies are remembered
+per ``Cookie`` header by :class:`~.cookies.CookieVerifier`, not here.
 """
 
 from __future__ import annotations
@@ -25,8 +24,6 @@ from itsdangerous import Signer
 from itsdangerous.encoding import base64_decode, base64_encode
 from itsdangerous.exc import BadData
 
-from .memo import BoundedMemo
-
 SecretKey = Union[str, bytes]
 
 #: Separates this package's signatures from any other use of the same secret:
@@ -38,9 +35,6 @@ HANDLE_SALT = "hug_cookie_sessions.session-handle"
 
 #: Anything longer cannot be a cookie this package issued; reject it unread.
 MAX_TOKEN_LENGTH = 256
-
-#: How many verified cookie values one signer remembers (about 250 bytes each).
-VERIFIED_CACHE_SIZE = 4096
 
 
 #: What :func:`new_session_id` returns: 32 bytes in unpadded URL-safe base64.
@@ -77,7 +71,6 @@ class SessionSigner:
             signer.secret_keys, salt=HANDLE_SALT, key_derivation="hmac", digest_method=hashlib.sha256
         )
         self._handle_key = handles.derive_key()
-        self._verified: BoundedMemo[str, tuple[str, bool]] = BoundedMemo(VERIFIED_CACHE_SIZE)
 
     def sign(self, sid: str) -> str:
         """The cookie value for ``sid``, signed with the newest key."""
@@ -86,25 +79,7 @@ class SessionSigner:
         return f"{sid}.{signature.decode('ascii')}"
 
     def unsign(self, token: str) -> Optional[tuple[str, bool]]:
-        """``(session id, signed with the newest key)``, or None if ``token`` does not verify.
-
-        Tokens that verified are remembered, keyed by the exact string, so a
-        returning visitor's cookie is checked once rather than on every request.
-        Only a full HMAC verification with this signer's keys (fixed for its
-        lifetime) puts a token in; a forged or altered token never matches an
-        entry and is verified, and rejected, every time. The cache holds at most
-        :data:`VERIFIED_CACHE_SIZE` tokens, oldest dropped first, whatever clients
-        send, and never one that this server did not sign.
-        """
-        verified = self._verified.get(token)
-        if verified is not None:
-            return verified
-        verified = self._verify(token)
-        if verified is not None:
-            self._verified.remember(token, verified)
-        return verified
-
-    def _verify(self, token: str) -> Optional[tuple[str, bool]]:
+        """``(session id, signed with the newest key)``, or None if ``token`` does not verify."""
         if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
             return None
         sid, sep, signature = token.rpartition(".")

@@ -1,5 +1,5 @@
-"""The signer remembers cookies that verified, and the middleware the session IDs of each Cookie
-header whose session cookies all verified; neither may weaken verification."""
+"""The middleware remembers the session IDs of each Cookie header whose session cookies all
+verified; that may not weaken verification."""
 
 import asyncio
 import logging
@@ -8,7 +8,7 @@ import pytest
 
 from hug_cookie_sessions import MemoryStore, SessionMiddleware
 from hug_cookie_sessions.middleware import MAX_REMEMBERED_HEADER, REMEMBERED_HEADERS
-from hug_cookie_sessions.signing import VERIFIED_CACHE_SIZE, SessionSigner, new_session_id
+from hug_cookie_sessions.signing import SessionSigner, new_session_id
 from hug_cookie_sessions.testing import record
 
 
@@ -45,12 +45,13 @@ def test_a_cookie_signed_with_a_retired_key_is_still_reported_as_such_when_remem
 
 
 def test_the_memory_of_verified_cookies_is_bounded():
-    signer = SessionSigner("secret-one")
-    tokens = [signer.sign(new_session_id()) for _ in range(VERIFIED_CACHE_SIZE + 100)]
+    middleware = SessionMiddleware("secret-one", MemoryStore())
+    signer = middleware.signer
+    tokens = [signer.sign(new_session_id()) for _ in range(REMEMBERED_HEADERS + 100)]
     for token in tokens:
-        assert signer.unsign(token) is not None
-    assert len(signer._verified) == VERIFIED_CACHE_SIZE
-    assert signer.unsign(tokens[0]) is not None
+        assert middleware.verified_cookies(f"session={token}")
+    assert len(middleware.verified_cookies) == REMEMBERED_HEADERS
+    assert middleware.verified_cookies(f"session={tokens[0]}")
 
 
 def _middleware_with_session() -> tuple[SessionMiddleware, MemoryStore, str, str]:
@@ -63,19 +64,19 @@ def _middleware_with_session() -> tuple[SessionMiddleware, MemoryStore, str, str
 
 def test_a_remembered_cookie_header_still_opens_only_a_live_session():
     middleware, store, sid, header = _middleware_with_session()
-    assert middleware._open_from_cookie(header)[0] == sid
-    assert middleware._open_from_cookie(header)[0] == sid
+    assert middleware._load_cookie(header)[0] == sid
+    assert middleware._load_cookie(header)[0] == sid
     store.delete(sid)
-    assert middleware._open_from_cookie(header) == (None, None, False)
+    assert middleware._load_cookie(header) == (None, None, False)
 
 
 def test_a_remembered_cookie_header_with_an_altered_token_is_rejected_every_time():
     middleware, _, sid, header = _middleware_with_session()
-    assert middleware._open_from_cookie(header)[0] == sid  # the genuine header is remembered
+    assert middleware._load_cookie(header)[0] == sid  # the genuine header is remembered
     altered = header.replace(sid[:8], _flip(sid, 3)[:8])
     assert altered != header
     for _ in range(3):
-        assert middleware._open_from_cookie(altered) == (None, None, False)
+        assert middleware._load_cookie(altered) == (None, None, False)
 
 
 @pytest.mark.parametrize("forged_first", [True, False], ids=["forged-first", "forged-last"])
@@ -86,9 +87,9 @@ def test_a_header_with_a_cookie_that_fails_is_checked_and_logged_every_time(capl
     for _ in range(2):
         with caplog.at_level(logging.WARNING, logger="hug_cookie_sessions"):
             caplog.clear()
-            assert middleware._open_from_cookie(forged)[0] == sid  # the genuine cookie opens
+            assert middleware._load_cookie(forged)[0] == sid  # the genuine cookie opens
         assert "bad signature" in caplog.text
-    assert forged not in middleware._sids_by_header
+    assert not middleware.verified_cookies.remembers(forged)
 
 
 class _AsgiRequest:
@@ -106,7 +107,7 @@ def test_the_asgi_hooks_use_the_remembered_header_too():
     middleware, _, sid, header = _middleware_with_session()
     verified = []
     unsign = middleware.signer.unsign
-    middleware.signer.unsign = lambda token: verified.append(token) or unsign(token)
+    middleware.signer.unsign = lambda token: verified.append(token) or unsign(token)  # counts HMAC checks
     loop = asyncio.new_event_loop()  # not asyncio.run: Falcon 3's TestClient needs the thread's loop later
     try:
         for _ in range(3):
@@ -125,7 +126,7 @@ def test_a_remembered_header_signed_with_a_retired_key_asks_for_a_new_cookie_eve
     header = f"session={SessionSigner('old').sign(sid)}"
     rotated = SessionMiddleware(["old", "new"], store)
     for _ in range(2):
-        assert rotated._open_from_cookie(header) == (sid, store.load(sid), True)
+        assert rotated._load_cookie(header) == (sid, store.load(sid), True)
 
 
 def test_visitors_whose_cookie_headers_differ_only_at_the_end_each_open_their_own_session():
@@ -139,14 +140,14 @@ def test_visitors_whose_cookie_headers_differ_only_at_the_end_each_open_their_ow
         headers[other] = f"theme=dark; session={token}; lang=en"
     for _ in range(2):
         for owner, cookie_header in headers.items():
-            assert middleware._open_from_cookie(cookie_header)[0] == owner
+            assert middleware._load_cookie(cookie_header)[0] == owner
 
 
 def test_the_memory_of_cookie_headers_is_bounded_in_count_and_length():
     middleware, _, sid, header = _middleware_with_session()
     for index in range(REMEMBERED_HEADERS + 50):
-        middleware._open_from_cookie(f"n={index}; {header}")
-    assert len(middleware._sids_by_header) == REMEMBERED_HEADERS
+        middleware._load_cookie(f"n={index}; {header}")
+    assert len(middleware.verified_cookies) == REMEMBERED_HEADERS
     long_header = f"pad={'x' * MAX_REMEMBERED_HEADER}; {header}"
-    assert middleware._open_from_cookie(long_header)[0] == sid
-    assert long_header not in middleware._sids_by_header
+    assert middleware._load_cookie(long_header)[0] == sid
+    assert not middleware.verified_cookies.remembers(long_header)

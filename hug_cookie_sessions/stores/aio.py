@@ -81,3 +81,27 @@ class AsyncStoreAdapter:
         call.__name__ = call.__qualname__ = name
         setattr(self, name, call)  # later lookups skip __getattr__
         return call
+
+
+def as_blocking_store(store: Any) -> Any:
+    """``store`` itself if it is blocking; for an async store, a stand-in whose every method
+    raises a TypeError that says to use it with ``falcon.asgi.App``."""
+    return _AsyncOnly(store) if is_async_store(store) else store
+
+
+class _AsyncOnly:
+    """What a WSGI app's middleware calls when given an async store: a clear error, on use."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_") or not callable(getattr(self.store, name, None)):
+            raise AttributeError(name)
+        return self._refuse
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"{type(self.store).__name__} is an async store: use it with falcon.asgi.App "
+            "(a WSGI app needs a blocking store, such as RedisStore instead of AsyncRedisStore)"
+        )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Collection, Mapping, Optional, Protocol, runtime_checkable
+from typing import Any, Collection, Mapping, Optional, Protocol, runtime_checkable
 
 
 class SessionStoreError(Exception):
@@ -119,3 +119,26 @@ class UserIndex(Protocol):
 
     def delete_user_sessions(self, user_id: str) -> int:
         """Delete every session bound to ``user_id``; returns how many there were."""
+
+
+@runtime_checkable
+class LockingStore(Protocol):
+    """The lock primitive a store offers for ``SessionMiddleware(lock=True)``; neither method waits."""
+
+    def acquire_lock(self, sid: str, token: str, lease: float) -> bool:
+        """Take ``sid``'s lock as ``token`` for ``lease`` seconds if it is free or its lease has
+        run out; False, changing nothing, while another token holds it."""
+
+    def release_lock(self, sid: str, token: str) -> None:
+        """Free ``sid``'s lock if ``token`` still holds it; otherwise do nothing."""
+
+
+def provides(store: Any, protocol: type) -> bool:
+    """Whether ``store`` has every public method that ``protocol`` declares.
+
+    The one check of optional capabilities (a user index, locks, ...). Not
+    ``isinstance(store, protocol)``: from Python 3.12 that misses the methods a
+    wrapper such as ``AsyncStoreAdapter`` provides through ``__getattr__``.
+    """
+    names = [name for name, member in vars(protocol).items() if callable(member) and name[0] != "_"]
+    return all(callable(getattr(store, name, None)) for name in names)

@@ -11,11 +11,23 @@ Prefer a built-in store for anything shared.
 from __future__ import annotations
 
 import threading
-from typing import Any, Collection, Mapping, Optional
+from typing import Any, Collection, Mapping, Optional, Protocol
 
 from .base import Record
 
 _FIELDS = ("created_at", "expires_at", "user_id", "idle_timeout")
+
+
+class HugStore(Protocol):
+    """A hug-style store (``hug.store.InMemoryStore`` and its kin): one value per session ID."""
+
+    def get(self, key: str) -> Any: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def set(self, key: str, data: Any) -> None: ...
+
+    def delete(self, key: str) -> None: ...
 
 
 class HugStoreAdapter:

@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Callable, Collection, Mapping, Optional
+from typing import Callable, Collection, Iterator, Mapping, Optional
 
 from .base import Record, SessionStoreError
 
@@ -170,6 +170,28 @@ class SQLiteStore:
                     raise
             time.sleep(0.005)
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any error, sqlite3 errors become
+        SessionStoreError."""
+        try:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise self._fail(error) from error
+        try:
+            yield db
+        except BaseException as error:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            if isinstance(error, sqlite3.Error):
+                raise self._fail(error) from error
+            raise
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as error:
+            raise self._fail(error) from error
+
     def _fail(self, error: sqlite3.Error) -> SessionStoreError:
         """Drop this thread's connection (the next call reconnects) and describe ``error``."""
         connection = getattr(self._local, "connection", None)
@@ -193,7 +215,7 @@ class SQLiteStore:
         return Record(data, created_at, expires_at, user_id, idle_timeout)
 
     def create(self, sid: str, record: Record) -> None:
-        with _Transaction(self) as db:
+        with self._transaction() as db:
             _insert(db, sid, record)
         now = self._clock()
         if now >= self._next_purge:
@@ -229,7 +251,7 @@ class SQLiteStore:
                 raise self._fail(error) from error
             if written:
                 return True
-        with _Transaction(self) as db:
+        with self._transaction() as db:
             current = db.execute(
                 "SELECT expires_at, user_id, idle_timeout FROM sessions WHERE id = ? AND expires_at > ?",
                 (sid, self._clock()),
@@ -261,7 +283,7 @@ class SQLiteStore:
             return True
 
     def rotate(self, old_sid: str, new_sid: str, record: Record) -> bool:
-        with _Transaction(self) as db:
+        with self._transaction() as db:
             deleted = db.execute(
                 "DELETE FROM sessions WHERE id = ? AND expires_at > ?", (old_sid, self._clock())
             ).rowcount
@@ -271,7 +293,7 @@ class SQLiteStore:
             return True
 
     def delete(self, sid: str) -> None:
-        with _Transaction(self) as db:
+        with self._transaction() as db:
             db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
 
     def acquire_lock(self, sid: str, token: str, lease: float) -> bool:
@@ -281,7 +303,7 @@ class SQLiteStore:
         sees it; an expired row is replaced in the same write transaction.
         """
         now = self._clock()
-        with _Transaction(self) as db:
+        with self._transaction() as db:
             db.execute("DELETE FROM session_locks WHERE id = ? AND expires_at <= ?", (sid, now))
             return bool(
                 db.execute(
@@ -291,7 +313,7 @@ class SQLiteStore:
             )
 
     def release_lock(self, sid: str, token: str) -> None:
-        with _Transaction(self) as db:
+        with self._transaction() as db:
             db.execute("DELETE FROM session_locks WHERE id = ? AND token = ?", (sid, token))
 
     def user_sessions(self, user_id: str) -> dict[str, Record]:
@@ -310,7 +332,7 @@ class SQLiteStore:
         return {sid: Record({}, created, expires, user_id, idle) for sid, created, expires, idle in rows}
 
     def delete_user_sessions(self, user_id: str) -> int:
-        with _Transaction(self) as db:
+        with self._transaction() as db:
             return db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
 
     # -- maintenance ------------------------------------------------------------------------
@@ -329,7 +351,7 @@ class SQLiteStore:
         """
         total = batches = 0
         while max_batches is None or batches < max_batches:
-            with _Transaction(self) as db:
+            with self._transaction() as db:
                 if not batches:
                     db.execute("DELETE FROM session_locks WHERE expires_at <= ?", (self._clock(),))
                 deleted = db.execute(
@@ -370,30 +392,6 @@ class SQLiteStore:
         self._local.connection = None
         if connection is not None:
             connection.close()
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any error, sqlite3 errors become SessionStoreError."""
-
-    def __init__(self, store: SQLiteStore) -> None:
-        self._store = store
-
-    def __enter__(self) -> sqlite3.Connection:
-        try:
-            self._db = self._store._connection()
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            raise self._store._fail(error) from error
-        return self._db
-
-    def __exit__(self, exc_type, exc, traceback) -> None:
-        try:
-            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
-        except sqlite3.Error as error:
-            if exc_type is None:
-                raise self._store._fail(error) from error
-        if isinstance(exc, sqlite3.Error):
-            raise self._store._fail(exc) from exc
 
 
 def _insert(db: sqlite3.Connection, sid: str, record: Record) -> None:

@@ -1,0 +1,70 @@
+"""Every exception the package raises, in one place.
+
+:class:`SessionStoreError` is defined with the store protocol (stores raise it
+and know nothing of HTTP); it is re-exported here. The two 503s are Falcon
+errors, so Falcon renders them as JSON without any handler of the app's own.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+
+from .stores.base import SessionStoreError
+
+__all__ = ["LockTimeout", "SessionBusy", "SessionStoreError", "SessionUnavailable", "SessionValueError"]
+
+log = logging.getLogger("hug_cookie_sessions")
+
+
+class SessionValueError(TypeError):
+    """A session value cannot be stored because it is not JSON-serializable."""
+
+    def __init__(self, key: str, value: Any) -> None:
+        self.key = key
+        super().__init__(
+            f"session[{key!r}] holds a {type(value).__name__}, which is not JSON-serializable; "
+            "store only dicts, lists, strings, numbers, booleans and None"
+        )
+
+
+class LockTimeout(SessionStoreError):
+    """Another request of the session held its lock for the whole lock timeout."""
+
+
+class SessionUnavailable(SessionStoreError, falcon.HTTPServiceUnavailable):
+    """The store failed; Falcon renders it as ``503`` with a JSON body.
+
+    It is still a :class:`SessionStoreError`, so a handler that can work
+    without its session may catch it.
+    """
+
+    def __init__(
+        self,
+        title: str = "Session store unavailable",
+        description: str = "Sessions cannot be read or saved right now. Please try again shortly.",
+        retry_after: int = 5,
+    ) -> None:
+        falcon.HTTPServiceUnavailable.__init__(
+            self, title=title, description=description, retry_after=retry_after
+        )
+
+
+class SessionBusy(SessionUnavailable):
+    """With ``lock=True``: another request of the session held its lock for the whole
+    ``lock_timeout``. A 503 saying so; the request's session was neither read nor saved."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Session busy",
+            "Another request of this session is still running. Please try again shortly.",
+            retry_after=1,
+        )
+
+
+def store_failed(error: SessionStoreError, doing: str) -> SessionUnavailable:
+    """The 503 for a store failure while ``doing`` (a store method's name), logged here, once."""
+    log.error("Session store failed in %s: %s", doing, error)
+    return SessionUnavailable()

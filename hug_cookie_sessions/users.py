@@ -1,0 +1,149 @@
+"""One user's sessions: listing them ("where am I signed in?") and ending them.
+
+A store that keeps a per-user index (:class:`~.stores.base.UserIndex`) makes
+this possible. Sessions are named by handles (see
+:meth:`~.signing.SessionSigner.handle`), never by their IDs: a listing shown
+in a page must not hand out working cookies.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from .errors import store_failed
+from .policy import SavePolicy
+from .session import Session
+from .signing import SessionSigner
+from .stores.base import Record, SessionStoreError, UserIndex, provides
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One of a user's sessions as listed by :meth:`SessionMiddleware.user_sessions`.
+
+    ``last_active`` is exact to within the idle-refresh step (see ``refresh_fraction``).
+    """
+
+    handle: str
+    created_at: float
+    last_active: float
+    expires_at: float
+
+
+class UserSessions:
+    """Lists and revokes the sessions of one user, blocking or awaiting.
+
+    A store failure is a :class:`~.errors.SessionUnavailable` (503); a store
+    without a user index is a TypeError, raised on use.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        async_store: Any,
+        signer: SessionSigner,
+        policy: SavePolicy,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.async_store = async_store
+        self.signer = signer
+        self.policy = policy
+        self.clock = clock
+        self._indexed = provides(store, UserIndex)
+
+    def list(self, user_id: str) -> list[SessionInfo]:
+        """``user_id``'s live sessions, newest first."""
+        self._check_index()
+        try:
+            records = self.store.user_sessions(user_id)
+        except SessionStoreError as error:
+            raise store_failed(error, "user_sessions") from error
+        return self._infos(user_id, records)
+
+    async def list_async(self, user_id: str) -> list[SessionInfo]:
+        """:meth:`list` for asyncio apps."""
+        self._check_index()
+        try:
+            records = await self.async_store.user_sessions(user_id)
+        except SessionStoreError as error:
+            raise store_failed(error, "user_sessions") from error
+        return self._infos(user_id, records)
+
+    def revoke_user(self, user_id: str) -> int:
+        """End every session of ``user_id``; how many there were."""
+        self._check_index()
+        try:
+            return self.store.delete_user_sessions(user_id)
+        except SessionStoreError as error:
+            raise store_failed(error, "delete_user_sessions") from error
+
+    async def revoke_user_async(self, user_id: str) -> int:
+        """:meth:`revoke_user` for asyncio apps."""
+        self._check_index()
+        try:
+            return await self.async_store.delete_user_sessions(user_id)
+        except SessionStoreError as error:
+            raise store_failed(error, "delete_user_sessions") from error
+
+    def revoke(self, handle: str) -> bool:
+        """End the one session named by ``handle``; False if there is none."""
+        self._check_index()
+        user_id = self.signer.handle_user(handle)
+        try:
+            sid = self._find(handle, user_id, self.store.user_sessions(user_id)) if user_id else None
+            if sid is not None:
+                self.store.delete(sid)
+        except SessionStoreError as error:
+            raise store_failed(error, "revoke") from error
+        return sid is not None
+
+    async def revoke_async(self, handle: str) -> bool:
+        """:meth:`revoke` for asyncio apps."""
+        self._check_index()
+        user_id = self.signer.handle_user(handle)
+        try:
+            sid = (
+                self._find(handle, user_id, await self.async_store.user_sessions(user_id))
+                if user_id
+                else None
+            )
+            if sid is not None:
+                await self.async_store.delete(sid)
+        except SessionStoreError as error:
+            raise store_failed(error, "revoke") from error
+        return sid is not None
+
+    def handle(self, session: Session) -> Optional[str]:
+        """The handle of a stored, user-bound ``session``; None for any other."""
+        if session.id is None or session.user_id is None:
+            return None
+        return self.signer.handle(session.user_id, session.id)
+
+    def _check_index(self) -> None:
+        if not self._indexed:
+            raise TypeError(f"{type(self.store).__name__} cannot list or revoke a user's sessions")
+
+    def _find(self, handle: str, user_id: str, records: dict[str, Record]) -> Optional[str]:
+        """The ID among ``records``, ``user_id``'s sessions, that ``handle`` names (compared in
+        constant time)."""
+        for sid in records:
+            if hmac.compare_digest(self.signer.handle(user_id, sid), handle):
+                return sid
+        return None
+
+    def _infos(self, user_id: str, records: dict[str, Record]) -> list[SessionInfo]:
+        now = self.clock()
+        sessions = [
+            SessionInfo(
+                self.signer.handle(user_id, sid),
+                record.created_at,
+                max(record.created_at, min(now, record.expires_at - self.policy.idle(record.idle_timeout))),
+                record.expires_at,
+            )
+            for sid, record in records.items()
+            if record.expires_at > now
+        ]
+        return sorted(sessions, key=lambda info: info.created_at, reverse=True)
