@@ -102,15 +102,6 @@ class SavePolicy:
     that cannot work.
     """
 
-    __slots__ = (
-        "idle_timeout",
-        "absolute_timeout",
-        "refresh_fraction",
-        "persistent",
-        "new_sid",
-        "_refresh_lead",
-    )
-
     def __init__(
         self,
         idle_timeout: Optional[int],
@@ -129,9 +120,6 @@ class SavePolicy:
         self.refresh_fraction = refresh_fraction
         self.persistent = persistent
         self.new_sid = new_sid
-        # PERF(refresh-lead): worked out once for the default idle timeout, which nearly every
-        # session has; expiry_due() then decides most requests with one comparison.
-        self._refresh_lead = self._lead(self.idle(None))
 
     # -- expiry ---------------------------------------------------------------------------
 
@@ -164,20 +152,8 @@ class SavePolicy:
 
     def expiry_due(self, old: Optional[Record], now: float) -> bool:
         """Whether a save at ``now`` moves the expiry of ``old``, a stored record (None: False),
-        when the request sets no timeout: :meth:`next_expiry`'s answer, quicker."""
-        if old is None:
-            return False
-        lead = self._refresh_lead if not old.idle_timeout else self._lead(old.idle_timeout)
-        if now + lead < old.expires_at:
-            return False  # most requests come before the refresh step
-        return self.next_expiry(old, None, now)[1]
-
-    def _lead(self, idle: int) -> float:
-        """How long before its expiry a session on the idle timeout ``idle`` may be due for a
-        refresh: the refresh step short of ``idle``, plus a margin for rounding (a request
-        inside the margin gets the exact rule). The absolute timeout is left out: its cap can
-        only make a move smaller."""
-        return idle - max(1.0, idle * self.refresh_fraction) + 0.001
+        when the request sets no timeout."""
+        return old is not None and self.next_expiry(old, None, now)[1]
 
     def cookie_max_age(self, record: Record, now: float) -> Optional[int]:
         """The cookie's Max-Age for ``record`` at ``now``; None for a browser-session cookie."""
