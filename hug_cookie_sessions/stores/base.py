@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from typing import Collection, Mapping, Optional, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 
 class SessionStoreError(Exception):
@@ -119,3 +120,14 @@ class UserIndex(Protocol):
 
     def delete_user_sessions(self, user_id: str) -> int:
         """Delete every session bound to ``user_id``; returns how many there were."""
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password: store URLs end up in error messages and logs, secrets must not."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable>"
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)

@@ -47,8 +47,7 @@ import time
 from typing import Any, Collection, Iterator, Mapping, NamedTuple, Optional, Union
 from urllib.parse import urlsplit
 
-from .base import Record, SessionStoreError
-from .url import _redacted
+from .base import Record, SessionStoreError, redacted_url
 
 try:
     import redis
@@ -256,7 +255,7 @@ class RedisStore:
                 schemes = ", ".join(f"{scheme}://" for scheme in _SCHEMES)
                 raise ValueError(f"RedisStore needs a URL starting with one of: {schemes}")
             self._url = client_or_url
-            self._where = _redacted(client_or_url)
+            self._where = redacted_url(client_or_url)
             self._secret = urlsplit(client_or_url).password
             if _scheme(client_or_url) != "redis+cluster":
                 self._bind(client_from_url(client_or_url))

@@ -16,7 +16,7 @@ import time
 from typing import Any, Collection, Mapping, Optional, Union
 from urllib.parse import urlsplit
 
-from .base import Record
+from .base import Record, redacted_url
 from .redis import (
     _ACQUIRE_LOCK,
     _APPLY,
@@ -31,7 +31,6 @@ from .redis import (
     _fields,
     _ms,
     _record_from_hash,
-    _redacted,
     _scheme,
     _text,
     _user_record,
@@ -77,7 +76,7 @@ class AsyncRedisStore:
                 raise ValueError(f"AsyncRedisStore needs a URL starting with one of: {schemes}")
             self.client = async_client_from_url(client_or_url)
             self._owns_client = True
-            self._where, self._secret = _redacted(client_or_url), urlsplit(client_or_url).password
+            self._where, self._secret = redacted_url(client_or_url), urlsplit(client_or_url).password
         elif isinstance(client_or_url, aioredis.Redis):
             self.client = client_or_url
             self._owns_client = False
