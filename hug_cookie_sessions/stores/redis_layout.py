@@ -239,6 +239,7 @@ class Failures:
 
     @contextlib.contextmanager
     def __call__(self, action: str) -> Iterator[None]:
+        """Any Redis failure inside the block raises, naming ``action`` and where it failed."""
         try:
             yield
         except (RedisError, RedisClusterException) as error:
@@ -249,7 +250,7 @@ class Failures:
 
 
 def scheme(url: str) -> str:
-    """The URL's scheme, lower case (``redis+cluster`` included, which urlsplit would mangle)."""
+    """The URL's scheme, lower case, whatever follows it: it alone picks the kind of client."""
     return url.partition("://")[0].lower()
 
 
