@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from typing import Any, Collection, Mapping, Optional, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 
 class SessionStoreError(Exception):
@@ -142,3 +143,14 @@ def provides(store: Any, protocol: type) -> bool:
     """
     names = [name for name, member in vars(protocol).items() if callable(member) and name[0] != "_"]
     return all(callable(getattr(store, name, None)) for name in names)
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password: store URLs end up in error messages and logs, secrets must not."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable>"
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)

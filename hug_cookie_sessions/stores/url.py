@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
-from .base import Store
+from .base import Store, redacted_url
 
 SCHEMES = ("memory://", "sqlite:///path", "redis://", "rediss://", "unix://", "redis+cluster://")
 
@@ -30,15 +28,4 @@ def store_from_url(url: str) -> Store:
         from .redis import RedisStore
 
         return RedisStore(url)
-    raise ValueError(f"unsupported session store URL {_redacted(url)!r}; use one of: {', '.join(SCHEMES)}")
-
-
-def _redacted(url: str) -> str:
-    """``url`` without a password, fit for an error message."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable>"
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
+    raise ValueError(f"unsupported session store URL {redacted_url(url)!r}; use one of: {', '.join(SCHEMES)}")
