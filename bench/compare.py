@@ -252,8 +252,14 @@ class Row:
         return (1 + self.diff_ci_us[0] / self.base_us, 1 + self.diff_ci_us[1] / self.base_us)
 
     @property
+    def resolved(self) -> bool:
+        """Whether the base's cost stands clear of the noise (else a ratio of it means nothing)."""
+        return self.base_us > self.diff_ci_us[1] - self.diff_ci_us[0]
+
+    @property
     def within(self) -> bool:
-        return self.ratio <= LIMIT
+        """new/base <= 1.05; where the base's cost is lost in the noise: no slowdown shown at all."""
+        return self.ratio <= LIMIT if self.resolved else self.diff_ci_us[0] <= 0
 
 
 def rows(result: Comparison) -> list[Row]:
@@ -283,10 +289,11 @@ def render_table(table: list[Row]) -> list[str]:
     ]
     for row in table:
         low, high = row.ratio_ci
+        ratio = f"{row.ratio:.3f} ({low:.2f} to {high:.2f})" if row.resolved else "n/a (base ≈ 0)"
         lines.append(
             f"| {STORES[row.kind]} | {row.path} | {row.base_us:.2f} | {row.new_us:.2f} | "
             f"{row.diff_us:+.2f} ({row.diff_ci_us[0]:+.2f} to {row.diff_ci_us[1]:+.2f}) | "
-            f"{row.ratio:.3f} ({low:.2f} to {high:.2f}) | {'yes' if row.within else '**no**'} |"
+            f"{ratio} | {'yes' if row.within else '**no**'} |"
         )
     return lines
 
@@ -313,15 +320,17 @@ def render_section(base: str, result: Comparison, context: dict[str, str], plan:
         "",
         "Written by `make bench-compare` (`python -m bench.compare`); do not edit by hand.",
         "",
-        f"This checkout's session layer (**new**) against the package at {base} (**base**, extracted from "
-        "git under another import name), both in one process, with the same apps: every cell below ran "
-        f"interleaved in the same {plan.rounds} rounds. A session layer's **own cost** on a path is, per "
-        "round, the request's time minus the floor app's and minus the store calls that request makes, "
-        "timed alone on the app's own store (`store.load` for read; `store.load` + `store.apply` for "
-        "write; none for untouched); µs columns are medians over rounds. **new - base** is the median of "
-        "the per-round paired differences (its 95% interval from order statistics), and **new/base** is "
-        "1 + that difference over the base's median cost; a path is **within 5 %** when that ratio is at "
-        "most 1.05.",
+        f"This checkout's session layer (**new**) against the package at {base} (**base**, from git, "
+        "imported under another name), on the same apps, timed side by side: in each of "
+        f"{plan.processes} fresh processes both packages' apps ran interleaved, round by round. A path's "
+        "**own cost** is, per round, the request's time minus the floor app's and minus the store calls "
+        "that request makes, timed alone on the app's store (`store.load` for read, plus `store.apply` "
+        "for write, none for untouched); base and new are medians over rounds, **new - base** the median "
+        "of per-round paired differences (95% interval by order statistics), and **new/base** is 1 + that "
+        "difference over base, **within 5 %** when it is at most 1.05. Where the interval straddles 1.05 "
+        "the run cannot tell. Where the base's cost is smaller than that interval's width (untouched: "
+        "the session layer costs next to nothing over the floor) a ratio means nothing, and the path "
+        "passes when new - base is not above zero beyond doubt (its interval reaches zero or below).",
     ]
     if same:
         lines += [
