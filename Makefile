@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-all lint format bench clean
+.PHONY: run test test-all lint format bench bench-compare clean
 
 $(VENV)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ test-all: test
 # `make bench BENCH_ARGS=--quick` checks in a minute that it works (figures go to a temp dir).
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# This checkout's session layer against BASE's (git archive; needs the history), side by side in
+# one process per share of the rounds; writes the "Side by side with" section of docs/benchmarks.md.
+# About a minute; `make bench-compare COMPARE_ARGS=--quick` checks in seconds that it works (prints only).
+BASE ?= 3225229
+COMPARE_ARGS ?= --output docs/benchmarks.md
+bench-compare: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.compare --base $(BASE) $(COMPARE_ARGS)
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[hug,redis,test,bench]'

@@ -13,20 +13,25 @@ the cookie is sent), ``GET /read`` (``session.get("n")``) and ``GET /write``
 
 Apps are built by :func:`build` (in this process, for in-process calls) or by
 ``bench.apps:wsgi("kind")`` (for gunicorn, configured from the environment).
+:func:`make_store` and :func:`middleware` take the package to build on (this
+checkout's ``hug_cookie_sessions`` unless told), so that ``bench.compare`` can
+build the same apps on an older commit's copy imported under another name.
 """
 
 # No "from __future__ import annotations" here: hug reads the directive annotations at run time.
+import importlib
 import itertools
 import os
 import secrets
 import tempfile
+from types import ModuleType
 from typing import Any, Callable, Optional
 
 import hug
 import hug.middleware
 import hug.store
 
-from hug_cookie_sessions import MemoryStore, SessionMiddleware, SQLiteStore
+import hug_cookie_sessions
 
 KINDS = ("bare", "floor", "hug", "memory", "sqlite", "redis")
 PATHS = ("untouched", "read", "write")
@@ -52,13 +57,13 @@ class FloorMiddleware:
         req.context["session"] = {}
 
 
-def redis_store_class() -> Optional[type]:
-    """``RedisStore`` if this checkout has it, else None."""
+def redis_store_class(package: ModuleType = hug_cookie_sessions) -> Optional[type]:
+    """``RedisStore`` if ``package`` has it, else None."""
     try:
-        from hug_cookie_sessions.stores.redis import RedisStore
+        module = importlib.import_module(f"{package.__name__}.stores.redis")
     except ImportError:
         return None
-    return RedisStore
+    return module.RedisStore
 
 
 def redis_unavailable_reason(url: str) -> Optional[str]:
@@ -74,23 +79,48 @@ def redis_unavailable_reason(url: str) -> Optional[str]:
     return None
 
 
-def middleware(kind: str, *, sqlite_path: str = "", redis_client: Any = None, prefix: str = "") -> Any:
-    """The session middleware for ``kind`` (None for ``bare``)."""
+def make_store(
+    kind: str,
+    *,
+    package: ModuleType = hug_cookie_sessions,
+    sqlite_path: str = "",
+    redis_client: Any = None,
+    prefix: str = "",
+) -> Any:
+    """``package``'s store for a ``memory``, ``sqlite`` or ``redis`` app."""
+    if kind == "memory":
+        return package.MemoryStore()
+    if kind == "sqlite":
+        return package.SQLiteStore(sqlite_path)
+    if kind == "redis":
+        return redis_store_class(package)(redis_client, prefix=prefix)
+    raise ValueError(f"{kind!r} apps have no store of this package")
+
+
+def middleware(
+    kind: str,
+    *,
+    package: ModuleType = hug_cookie_sessions,
+    store: Any = None,
+    sqlite_path: str = "",
+    redis_client: Any = None,
+    prefix: str = "",
+) -> Any:
+    """The session middleware for ``kind`` (None for ``bare``), on ``store`` if given.
+
+    Pass ``store`` to keep a handle on it (``bench.compare`` times its calls alone).
+    """
     if kind == "bare":
         return None
     if kind == "floor":
         return FloorMiddleware()
     if kind == "hug":
         return hug.middleware.SessionMiddleware(hug.store.InMemoryStore())
-    if kind == "memory":
-        store: Any = MemoryStore()
-    elif kind == "sqlite":
-        store = SQLiteStore(sqlite_path)
-    elif kind == "redis":
-        store = redis_store_class()(redis_client, prefix=prefix)
-    else:
-        raise ValueError(f"unknown app kind {kind!r}")
-    return SessionMiddleware(SECRET, store)
+    if store is None:
+        store = make_store(
+            kind, package=package, sqlite_path=sqlite_path, redis_client=redis_client, prefix=prefix
+        )
+    return package.SessionMiddleware(SECRET, store)
 
 
 def build(kind: str, mw: Any) -> Callable:

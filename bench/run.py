@@ -28,7 +28,7 @@ from hug_cookie_sessions import MemoryStore, SQLiteStore
 
 from . import breakdown, http, inprocess, stores
 from .apps import KINDS, build, middleware, redis_unavailable_reason
-from .report import render_chart, render_markdown, targets
+from .report import keep_section, render_chart, render_markdown, targets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -267,7 +267,11 @@ def main() -> None:
     report["targets"] = targets(report)
     text = render_markdown(report)
     os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "benchmarks.md"), "w") as out:
+    target = os.path.join(args.output, "benchmarks.md")
+    if os.path.exists(target):
+        with open(target) as previous:
+            text = keep_section(previous.read(), text)  # bench.compare's section is not ours to drop
+    with open(target, "w") as out:
         out.write(text)
     render_chart(report, os.path.join(args.output, "benchmarks.png"))
     print(text)
