@@ -145,7 +145,9 @@ class SessionMiddleware:
         try:
             if isinstance(session, Session) and session.loaded:
                 vary_on_cookie(resp)
-                if req_succeeded and not is_server_error(resp.status):
+                # A clean session whose expiry stays saves nothing: most requests stop here.
+                may_write = session.dirty or self.policy.expiry_due(session.record, self.clock())
+                if may_write and req_succeeded and not is_server_error(resp.status):
                     save = self._save(session)
                     if save.cookie is not CookieChange.KEEP:
                         self._send_cookie(resp, save)
@@ -175,7 +177,9 @@ class SessionMiddleware:
         try:
             if isinstance(session, Session) and session.loaded:
                 vary_on_cookie(resp)
-                if req_succeeded and not is_server_error(resp.status):
+                # A clean session whose expiry stays saves nothing: most requests stop here.
+                may_write = session.dirty or self.policy.expiry_due(session.record, self.clock())
+                if may_write and req_succeeded and not is_server_error(resp.status):
                     save = await self._save_async(session)
                     if save.cookie is not CookieChange.KEEP:
                         self._send_cookie(resp, save)

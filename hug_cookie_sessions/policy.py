@@ -138,7 +138,8 @@ class SavePolicy:
         A stored expiry moves only once it would move by the refresh step (a fraction
         of the idle timeout), so that a busy reader does not write on every request.
         """
-        idle = self.idle(old.idle_timeout if idle_timeout is None and old is not None else idle_timeout)
+        own = old.idle_timeout if idle_timeout is None and old is not None else idle_timeout
+        idle = own or self.idle_timeout or MAX_LIFETIME  # self.idle(own), without the call
         expires_at = now + idle
         if self.absolute_timeout is not None:
             created_at = old.created_at if old is not None else now

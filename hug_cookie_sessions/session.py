@@ -96,7 +96,7 @@ class Session(MutableMapping):
         "_values",
         "_assigned",
         "_removed",
-        "_dirty",
+        "dirty",
         "_asked",
     )
 
@@ -137,8 +137,10 @@ class Session(MutableMapping):
         # The shared empty set until the first write (delete): most requests make none.
         self._assigned: AbstractSet[str] = _NO_KEYS
         self._removed: AbstractSet[str] = _NO_KEYS
-        # False until something may need saving: a write, a mutable value handed out, a lifecycle call.
-        self._dirty = False
+        #: Whether this request may have changed the session: a value set or deleted, a
+        #: mutable value handed out (it may be changed in place), a lifecycle call. While it
+        #: is False a save writes nothing unless the expiry is due to move. Read-only.
+        self.dirty = False
         # None until a lifecycle call (or a reissue) asks something of the save: most requests make none.
         self._asked: Optional[_Lifecycle] = None
 
@@ -146,7 +148,7 @@ class Session(MutableMapping):
         """What lifecycle calls asked of the next save, to add one more (the session becomes dirty)."""
         if not self.loaded:
             self._load()
-        self._dirty = True
+        self.dirty = True
         if self._asked is None:
             self._asked = _Lifecycle()
         return self._asked
@@ -177,7 +179,7 @@ class Session(MutableMapping):
             value = _decode(text)
         self._values[key] = value
         if not isinstance(value, _IMMUTABLE):
-            self._dirty = True  # it may be changed in place
+            self.dirty = True  # it may be changed in place
         return value
 
     def __setitem__(self, key: str, value: Any) -> None:
@@ -191,7 +193,7 @@ class Session(MutableMapping):
         self._assigned.add(key)
         if key in self._removed:
             self._removed.remove(key)
-        self._dirty = True
+        self.dirty = True
 
     def __delitem__(self, key: str) -> None:
         if key not in self:
@@ -203,7 +205,7 @@ class Session(MutableMapping):
             if self._removed is _NO_KEYS:
                 self._removed = set()
             self._removed.add(key)
-        self._dirty = True
+        self.dirty = True
 
     def __contains__(self, key: object) -> bool:
         if not self.loaded:
@@ -287,7 +289,7 @@ class Session(MutableMapping):
             self._load()
         ended_sid = self._sid or (self._asked.ended_sid if self._asked is not None else None)
         self.stored_as(None, None)
-        self._dirty = True
+        self.dirty = True
         if ended_sid:
             self._lifecycle().ended_sid = ended_sid
 
@@ -327,7 +329,7 @@ class Session(MutableMapping):
         """
         if not self.loaded:
             self._load()
-        if not self._dirty:
+        if not self.dirty:
             return NO_CHANGES
         changed = {}
         for key, value in self._values.items():
