@@ -8,7 +8,7 @@ errors, so Falcon renders them as JSON without any handler of the app's own.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Optional
 
 import falcon
 
@@ -20,12 +20,16 @@ log = logging.getLogger("hug_cookie_sessions")
 
 
 class SessionValueError(TypeError):
-    """A session value cannot be stored because it is not JSON-serializable."""
+    """A session value cannot be stored: it is not JSON-serializable, or its key (or the
+    session's user ID) holds text no store can keep. ``key`` names it; ``problem``, when
+    given, is the whole message."""
 
-    def __init__(self, key: str, value: Any) -> None:
+    def __init__(self, key: str, value: Any, problem: Optional[str] = None) -> None:
         self.key = key
         super().__init__(
-            f"session[{key!r}] holds a {type(value).__name__}, which is not JSON-serializable; "
+            problem
+            if problem
+            else f"session[{key!r}] holds a {type(value).__name__}, which is not JSON-serializable; "
             "store only dicts, lists, strings, numbers, booleans and None"
         )
 

@@ -26,6 +26,7 @@ import time
 from typing import Any, Optional
 
 from .errors import LockTimeout, SessionBusy, SessionUnavailable, store_failed
+from .options import number_option
 from .stores.base import LockingStore, SessionStoreError, provides
 
 __all__ = ["LockTimeout", "LockingStore", "RequestLock", "SessionLocks"]
@@ -47,10 +48,11 @@ class SessionLocks:
     def __init__(self, store: Any, async_store: Any, timeout: float, lease: float) -> None:
         if not provides(store, LockingStore):
             raise TypeError(f"{type(store).__name__} has no session locks (acquire_lock/release_lock)")
+        timeout, lease = number_option("lock_timeout", timeout), number_option("lock_lease", lease)
         if timeout < 0:
-            raise ValueError("lock_timeout must be a number of seconds >= 0")
+            raise ValueError(f"lock_timeout must be a number of seconds >= 0, not {timeout!r}")
         if lease <= 0:
-            raise ValueError("lock_lease must be a positive number of seconds")
+            raise ValueError(f"lock_lease must be a positive number of seconds, not {lease!r}")
         self.store = store
         self.async_store = async_store
         self.timeout = timeout

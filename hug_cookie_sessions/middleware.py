@@ -18,6 +18,7 @@ when the request carries a session cookie.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from functools import partial
 from typing import Any, Callable, Optional, Sequence, Union
@@ -31,6 +32,7 @@ from .cookies import (
     CookieSettings,
     CookieVerifier,
     Verified,
+    cookie_values,
     set_cookie,
     vary_on_cookie,
 )
@@ -43,6 +45,7 @@ from .stores.aio import as_async_store, as_blocking_store
 from .stores.base import Store, provides
 from .stores.hug_adapter import HugStore, HugStoreAdapter
 from .stores.memory import MemoryStore
+from .stores.url import store_from_url
 from .users import SessionInfo, UserSessions
 
 __all__ = ["MAX_COOKIES_CHECKED", "MAX_LIFETIME", "MAX_REMEMBERED_HEADER", "REMEMBERED_HEADERS"]
@@ -147,10 +150,10 @@ class SessionMiddleware:
                 vary_on_cookie(resp)
                 # A clean session whose expiry stays saves nothing: most requests stop here.
                 may_write = session.dirty or self.policy.expiry_due(session.record, self.clock())
-                if may_write and req_succeeded and not is_server_error(resp.status):
+                if may_write and response_keeps_changes(req_succeeded, resp.status):
                     save = self._save(session)
                     if save.cookie is not CookieChange.KEEP:
-                        self._send_cookie(resp, save)
+                        self._send_cookie(req, resp, save)
         finally:
             if self.locks is not None:
                 self._finish_lock(req)
@@ -179,10 +182,10 @@ class SessionMiddleware:
                 vary_on_cookie(resp)
                 # A clean session whose expiry stays saves nothing: most requests stop here.
                 may_write = session.dirty or self.policy.expiry_due(session.record, self.clock())
-                if may_write and req_succeeded and not is_server_error(resp.status):
+                if may_write and response_keeps_changes(req_succeeded, resp.status):
                     save = await self._save_async(session)
                     if save.cookie is not CookieChange.KEEP:
-                        self._send_cookie(resp, save)
+                        self._send_cookie(req, resp, save)
         finally:
             if self.locks is not None:
                 await self._finish_lock_async(req)
@@ -362,12 +365,13 @@ class SessionMiddleware:
             session.stored_as(save.sid, save.record)
         return save
 
-    def _send_cookie(self, resp: Any, save: Save) -> None:
-        """Add the ``Set-Cookie`` header that ``save`` calls for: the session's or an expired one."""
+    def _send_cookie(self, req: Any, resp: Any, save: Save) -> None:
+        """Add the ``Set-Cookie`` header that ``save`` calls for: the session's, or an expired one
+        when the request carried a session cookie (there is nothing to expire otherwise)."""
         if save.cookie is CookieChange.ISSUE:
             assert save.sid is not None
             set_cookie(resp, self.cookie.header(self.signer.sign(save.sid), save.max_age, self.clock()))
-        else:
+        elif cookie_values(req.get_header("Cookie") or "", self.cookie.name):
             set_cookie(resp, self.cookie.expired_header())
 
 
@@ -411,23 +415,40 @@ def _raise(error: Exception) -> Opened:
 
 
 def adapt_store(store: Optional[Any]) -> Store:
-    """``store`` itself if it speaks the store protocol; a hug-style store wrapped; None: memory."""
+    """``store`` itself if it speaks the store protocol; a hug-style store wrapped; a URL
+    (from the environment, say) built with :func:`store_from_url`; None: memory."""
     if store is None:
         return MemoryStore()
+    if isinstance(store, str):
+        try:
+            return store_from_url(store)
+        except ValueError as error:
+            raise ValueError(f"store: {error} (a string is read by store_from_url)") from error
     if provides(store, Store):
         return store
     if provides(store, HugStore):
         return HugStoreAdapter(store)
-    raise TypeError("store must implement load/create/apply/rotate/delete, or hug's get/exists/set/delete")
+    raise TypeError(
+        "store must implement load/create/apply/rotate/delete, or hug's get/exists/set/delete, "
+        "or be a store URL for store_from_url"
+    )
 
 
 #: The status codes below 500, as a status line starts: "000" to "499".
 _BELOW_500 = frozenset(f"{code:03d}" for code in range(500))
 
 
-def is_server_error(status: Any) -> bool:
-    """Whether a response status (``"503 Service Unavailable"``, ``503`` or ``HTTPStatus``) is a
-    5xx; an unreadable one counts as one (nothing is saved for it)."""
-    if isinstance(status, int):
-        return status >= 500
-    return str(status)[:3] not in _BELOW_500
+def response_keeps_changes(req_succeeded: bool, status: Any) -> bool:
+    """Whether a request's session changes are saved: Django's rule. Not when the response is a
+    5xx; otherwise when the handler succeeded, or raised an HTTP status or error that Falcon
+    turned into this response (a redirect, a 4xx: "log in, then redirect" keeps the login).
+
+    Falcon reports ``req_succeeded=False`` for any raise, rendered or not. What it did not
+    render is still in flight while the response hooks run (Falcon 2 re-raises it after them;
+    Falcon 3 and 4 render every exception, anything unexpected as a 500), so it shows in
+    :func:`sys.exc_info`.
+    """
+    # A status is "503 Service Unavailable", 503 or an HTTPStatus; an unreadable one counts as a 5xx.
+    if status >= 500 if isinstance(status, int) else str(status)[:3] not in _BELOW_500:
+        return False
+    return req_succeeded or sys.exc_info()[1] is None

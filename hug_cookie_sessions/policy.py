@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 from typing import Callable, NamedTuple, Optional, Union
 
+from .options import number_option, seconds_option
 from .session import NO_CHANGES, Changes
 from .signing import new_session_id
 from .stores.base import Record
@@ -110,14 +111,11 @@ class SavePolicy:
         persistent: bool,
         new_sid: Callable[[], str] = new_session_id,
     ) -> None:
-        for name, value in (("idle_timeout", idle_timeout), ("absolute_timeout", absolute_timeout)):
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be a positive number of seconds or None")
-        if not 0 <= refresh_fraction < 1:
-            raise ValueError("refresh_fraction must be in [0, 1)")
-        self.idle_timeout = idle_timeout
-        self.absolute_timeout = absolute_timeout
-        self.refresh_fraction = refresh_fraction
+        self.idle_timeout = seconds_option("idle_timeout", idle_timeout)
+        self.absolute_timeout = seconds_option("absolute_timeout", absolute_timeout)
+        self.refresh_fraction = number_option("refresh_fraction", refresh_fraction)
+        if not 0 <= self.refresh_fraction < 1:
+            raise ValueError(f"refresh_fraction must be in [0, 1), not {refresh_fraction!r}")
         self.persistent = persistent
         self.new_sid = new_sid
 
@@ -140,16 +138,19 @@ class SavePolicy:
         """
         own = old.idle_timeout if idle_timeout is None and old is not None else idle_timeout
         idle = own or self.idle_timeout or MAX_LIFETIME  # self.idle(own), without the call
-        expires_at = now + idle
-        if self.absolute_timeout is not None:
-            created_at = old.created_at if old is not None else now
-            expires_at = min(expires_at, created_at + self.absolute_timeout)
+        expires_at = self._capped(now + idle, old.created_at if old is not None else now)
         if old is None or idle_timeout is not None:
             return expires_at, True
         moved = expires_at - old.expires_at
         if moved >= 1.0 and moved >= idle * self.refresh_fraction:
             return expires_at, True
         return old.expires_at, False
+
+    def _capped(self, expires_at: float, created_at: float) -> float:
+        """``expires_at``, brought forward to the absolute timeout of a session created at ``created_at``."""
+        if self.absolute_timeout is None:
+            return expires_at
+        return min(expires_at, created_at + self.absolute_timeout)
 
     def expiry_due(self, old: Optional[Record], now: float) -> bool:
         """Whether a save at ``now`` moves the expiry of ``old``, a stored record (None: False),
@@ -181,11 +182,16 @@ class SavePolicy:
             # A stored session whose expiry stays, only read or given new values: what nearly
             # every request that uses its session does.
             return NOTHING if changes is NO_CHANGES else self._values_saved(changes, sid, old)
-        expires_at, refreshed = self.next_expiry(old, changes.idle_timeout, now)
+        if changes.default_expiry:  # back to the default timeout: a new expiry from now
+            expires_at, refreshed = self._capped(now + self.idle(None), old.created_at if old else now), True
+        else:
+            expires_at, refreshed = self.next_expiry(old, changes.idle_timeout, now)
         if not changes.any and not (keep_empty if old is None else refreshed):
-            return self._issued(sid, old, now) if changes.reissue else NOTHING
+            return self._unchanged(changes, sid, old, now)
         deletes = (changes.ended_sid,) if changes.ended_sid else ()
-        if old is not None and not changes.regenerate:
+        # A store's apply cannot take an own timeout away: going back to the default rewrites
+        # the whole session, under a new ID as any such change of the session's terms.
+        if old is not None and not (changes.regenerate or changes.default_expiry):
             assert sid is not None
             return self._update(changes, sid, old, now, expires_at, refreshed, deletes, keep_empty)
         return self._replace(changes, sid, old, now, expires_at, deletes, keep_empty)
@@ -239,23 +245,37 @@ class SavePolicy:
         if not data and not keep_empty and (old is None or changes.removed):
             if sid is not None:
                 deletes = (*deletes, sid)
-            return Save(deletes, cookie=CookieChange.EXPIRE if deletes else CookieChange.KEEP)
+            expire = deletes or changes.invalidated
+            return Save(deletes, cookie=CookieChange.EXPIRE if expire else CookieChange.KEEP)
         record = Record(
             data,
             old.created_at if old is not None else now,
             expires_at,
             changes.user_id or (old.user_id if old is not None else None),
-            changes.idle_timeout if changes.idle_timeout is not None or old is None else old.idle_timeout,
+            _own_idle(changes, old),
         )
         fresh = self.new_sid()
         write: Write = Create(fresh, record) if sid is None else Rotate(sid, fresh, record)
         return Save(deletes, write, CookieChange.ISSUE, fresh, record, self.cookie_max_age(record, now))
 
-    def _issued(self, sid: Optional[str], old: Optional[Record], now: float) -> Save:
-        """Nothing to store, but the cookie is sent again (it was signed with a retired key)."""
-        if old is None:
-            return NOTHING
-        return Save(cookie=CookieChange.ISSUE, sid=sid, max_age=self.cookie_max_age(old, now))
+    def _unchanged(self, changes: Changes, sid: Optional[str], old: Optional[Record], now: float) -> Save:
+        """Nothing to store. The cookie still expires after ``invalidate()`` (whatever the request
+        carried: a bogus cookie, or one of a session already gone), and is sent again when it was
+        signed with a retired key."""
+        if changes.invalidated:
+            return Save(cookie=CookieChange.EXPIRE)
+        if changes.reissue and old is not None:
+            return Save(cookie=CookieChange.ISSUE, sid=sid, max_age=self.cookie_max_age(old, now))
+        return NOTHING
+
+
+def _own_idle(changes: Changes, old: Optional[Record]) -> Optional[int]:
+    """The session's own idle timeout once ``changes`` apply to ``old`` (None: the default)."""
+    if changes.default_expiry:
+        return None
+    if changes.idle_timeout is not None or old is None:
+        return changes.idle_timeout
+    return old.idle_timeout
 
 
 def _full_data(old: Optional[Record], changes: Changes) -> dict[str, str]:

@@ -168,6 +168,36 @@ def actions(middleware: SessionMiddleware) -> Dict[Tuple[str, str], Action]:
         call.response.status = falcon.HTTP_503
         return {"error": "upstream down"}
 
+    @route("POST", "/set_then_redirect")
+    def set_then_redirect(call):
+        """Log in, then redirect: Falcon renders the raise as a 302."""
+        call.session["user"] = call.params["user"]
+        raise falcon.HTTPFound("/all")
+
+    @route("POST", "/set_then_hug_redirect")
+    def set_then_hug_redirect(call):
+        """hug's own helper, which can only raise."""
+        import hug
+
+        call.session["user"] = call.params["user"]
+        hug.redirect.to("/all")
+
+    @route("POST", "/set_then_4xx")
+    def set_then_4xx(call):
+        call.session["tries"] = int(call.params["tries"])
+        raise falcon.HTTPForbidden(title="Wrong password")
+
+    @route("POST", "/set_then_5xx_error")
+    def set_then_5xx_error(call):
+        call.session["half"] = "written"
+        raise falcon.HTTPServiceUnavailable(title="Upstream down")
+
+    @route("POST", "/default_expiry")
+    def default_expiry(call):
+        call.session.set_expiry(None)
+        call.session["remembered"] = None
+        return {"ok": True}
+
     @route("POST", "/set_unserializable")
     def set_unserializable(call):
         call.session["fine"] = 1

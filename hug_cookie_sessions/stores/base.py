@@ -13,6 +13,7 @@ session back.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass
 from typing import Any, Collection, Mapping, Optional, Protocol, runtime_checkable
@@ -154,3 +155,11 @@ def redacted_url(url: str) -> str:
     if parts.password is None:
         return url
     return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def session_ref(sid: Optional[str]) -> str:
+    """What logs call a session: the first 12 hex digits of a SHA-256 of its ID. It tells log
+    lines of one session apart, and cannot be turned back into a working cookie."""
+    if sid is None:
+        return "(not stored)"
+    return hashlib.sha256(sid.encode("ascii", "replace")).hexdigest()[:12]
