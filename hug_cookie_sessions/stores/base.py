@@ -199,9 +199,11 @@ def url_secrets(url: str) -> list[str]:
         name, equals, value = part.partition("=")
         if equals and value and SECRET_PARAMETERS.search(unquote_plus(name)):
             found.append(value)
-    decoded = [unquote_plus(secret) for secret in found]
+    # A password with an unencoded "/" is cut there by urllib, whose errors then quote the piece.
+    found += [piece for secret in found for piece in re.split(r"[/?#]", secret)[:1]]
+    found += [unquote_plus(secret) for secret in found]
     # Longest first, so that masking one secret never leaves a longer one half-visible.
-    return sorted({secret for secret in found + decoded if secret}, key=len, reverse=True)
+    return sorted({secret for secret in found if secret}, key=lambda secret: (-len(secret), secret))
 
 
 def session_ref(sid: str) -> str:
