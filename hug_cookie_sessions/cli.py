@@ -12,19 +12,21 @@ store cannot be reached or read; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import configparser
 import contextlib
+import importlib.metadata
 import inspect
 import json
 import os
 import secrets
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, TextIO
 
 from .signing import new_session_id
-from .stores.base import SessionStoreError
+from .stores.base import SessionStoreError, redacted_url
 from .stores.sqlite import SQLiteStore
+from .stores.sqlite_schema import NotASessionFile, check_session_file
 from .stores.url import store_from_url
 
 EXIT_OK = 0
@@ -71,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         "Exit codes: 0 done, 2 usage error or unusable URL, 3 store unreachable or unreadable, "
         "130 interrupted.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     secret = commands.add_parser("secret", help="print a new random secret key (256 bits, URL-safe)")
@@ -102,10 +105,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    """``text`` as an integer of at least 1. Every refusal is an ArgumentTypeError, whose text
+    argparse shows after the option's name (a ValueError would show this function's name)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def version() -> str:
+    """This package's version: from the installed distribution, else (a source tree run with
+    ``PYTHONPATH``) from ``setup.cfg`` next to the package."""
+    try:
+        return importlib.metadata.version("hug-cookie-sessions")
+    except importlib.metadata.PackageNotFoundError:
+        config = configparser.ConfigParser()
+        config.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+        return config.get("metadata", "version", fallback="unknown")
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -192,7 +211,10 @@ def opened_store(url: str) -> Iterator[Any]:
     database: the command never creates one, nor adds tables to another database.
     """
     if "://" not in url:
-        raise CommandError(f"{url!r} is not a store URL; for an SQLite file use sqlite:///{url}", EXIT_USAGE)
+        shown = redacted_url(url)  # a mistyped URL ("redis:/:pw@host") may still hold a password
+        raise CommandError(
+            f"{shown!r} is not a store URL; for an SQLite file use sqlite:///{shown}", EXIT_USAGE
+        )
     scheme = url.partition("://")[0].lower()
     if scheme == "memory":
         raise CommandError("memory:// sessions live inside the serving process; nothing to reach", EXIT_USAGE)
@@ -218,18 +240,14 @@ def opened_store(url: str) -> Iterator[Any]:
 
 
 def _check_session_database(path: str) -> None:
+    """CommandError (exit 3) unless ``path`` is an SQLite session store, decided reading only,
+    so that the file of another program is left byte for byte as it was."""
     if not os.path.isfile(path):
         raise CommandError(f"no SQLite database at {path}", EXIT_UNREACHABLE)
-    uri = Path(path).resolve().as_uri() + "?mode=ro"
     try:
-        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
-            found = db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions'"
-            ).fetchone()
-    except sqlite3.Error as error:
-        raise CommandError(f"cannot read the SQLite database at {path}: {error}", EXIT_UNREACHABLE) from error
-    if found is None:
-        raise CommandError(f"{path} is an SQLite database but holds no sessions", EXIT_UNREACHABLE)
+        check_session_file(path)
+    except NotASessionFile as error:
+        raise CommandError(str(error), EXIT_UNREACHABLE) from error
 
 
 def _sqlite_sizes(path: str) -> dict[str, int]:

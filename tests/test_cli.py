@@ -2,6 +2,8 @@
 
 import base64
 import configparser
+import contextlib
+import hashlib
 import importlib
 import json
 import os
@@ -18,6 +20,7 @@ import pytest
 
 from hug_cookie_sessions import Record, RedisStore, SQLiteStore
 from hug_cookie_sessions.signing import new_session_id
+from hug_cookie_sessions.stores import sqlite_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -238,17 +241,141 @@ def test_a_corrupt_database_is_an_error(tmp_path):
     assert_one_line_error(hug_sessions("stats", url(path)), 3, "cannot read the SQLite database")
 
 
-def test_another_applications_database_is_left_untouched(tmp_path):
-    path = tmp_path / "orders.sqlite3"
-    with sqlite3.connect(path) as db:
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def another_apps_database(path: Path) -> None:
+    """A database of another program that happens to have a ``sessions`` table, with an expired row."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, expires_at REAL, payload BLOB)")
+        db.execute("INSERT INTO sessions VALUES ('abc', 1.0, x'00')")
         db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        db.commit()
+
+
+@pytest.mark.parametrize("command", [("purge",), ("stats",), ("stats", "--json"), ("revoke", "ada")])
+def test_another_applications_sessions_table_is_refused_and_left_byte_for_byte(tmp_path, command):
+    path = tmp_path / "app.sqlite3"
+    another_apps_database(path)
+    before = sha256(path)
+
+    result = hug_sessions(command[0], url(path), *command[1:])
+
+    assert_one_line_error(result, 3, "not a session store", "other columns", "left as it was")
+    assert sha256(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.sqlite3"]  # no -wal, no -shm
+
+
+def test_a_database_without_sessions_is_refused_and_left_byte_for_byte(tmp_path):
+    path = tmp_path / "orders.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+    before = sha256(path)
+
+    assert_one_line_error(hug_sessions("purge", url(path)), 3, "no sessions table")
+    assert sha256(path) == before
+
+
+def test_another_programs_marked_database_is_refused_even_with_our_tables(tmp_path):
+    path = tmp_path / "other.sqlite3"
+    seed(path, live=1, expired=1)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA application_id = 1234")
+    before = sha256(path)
+
+    assert_one_line_error(hug_sessions("purge", url(path)), 3, "another program", "0x4d2")
+    assert sha256(path) == before
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_left_byte_for_byte(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"SQLite format 3? no: plain text\n" * 200)
+    before = sha256(path)
+
+    assert_one_line_error(hug_sessions("purge", url(path)), 3, "cannot read the SQLite database")
+    assert sha256(path) == before
+
+
+def test_a_new_store_file_carries_the_marker(tmp_path):
+    path = tmp_path / "sessions.sqlite3"
+    seed(path, live=1, expired=0)
+
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        marker = (
+            db.execute("PRAGMA application_id").fetchone()[0],
+            db.execute("PRAGMA user_version").fetchone()[0],
+        )
+
+    assert marker == (sqlite_schema.APPLICATION_ID, sqlite_schema.SCHEMA_VERSION)
+
+
+def earlier_versions_store(path: Path, *, with_locks: bool) -> None:
+    """A store as versions before the marker made it: these tables, no application_id, no user_version."""
+    schema = sqlite_schema.SCHEMA
+    if not with_locks:  # the first versions had no lock table
+        schema = schema[: schema.index("CREATE TABLE IF NOT EXISTS session_locks")]
+    now = time.time()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(schema)
+        db.execute("INSERT INTO sessions VALUES ('live', ?, ?, NULL, NULL)", (now, now + 3600))
+        db.execute("INSERT INTO sessions VALUES ('gone', ?, ?, NULL, NULL)", (now - 7200, now - 3600))
+        db.commit()
+
+
+@pytest.mark.parametrize("with_locks", [True, False])
+def test_a_store_made_by_an_earlier_version_is_recognised_and_marked(tmp_path, with_locks):
+    path = tmp_path / "sessions.sqlite3"
+    earlier_versions_store(path, with_locks=with_locks)
 
     result = hug_sessions("purge", url(path))
 
-    assert_one_line_error(result, 3, "holds no sessions")
-    with sqlite3.connect(path) as db:
-        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"orders"}
+    assert (result.returncode, result.stdout) == (0, "removed 1 expired session\n"), result.stderr
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] == sqlite_schema.APPLICATION_ID
+
+
+def test_sessions_kept_in_an_apps_own_database_work_and_its_user_version_is_left_alone(tmp_path):
+    path = tmp_path / "app.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        db.execute("PRAGMA user_version = 7")  # the app's own migrations
+    seed(path, live=2, expired=1)
+
+    result = hug_sessions("stats", url(path), "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert (json.loads(result.stdout)["live"], json.loads(result.stdout)["expired"]) == (2, 1)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert (
+            db.execute("PRAGMA application_id").fetchone()[0],
+            db.execute("PRAGMA user_version").fetchone()[0],
+        ) == (0, 7)
+
+
+# -- usage ------------------------------------------------------------------------------------------
+
+
+def test_version_prints_the_packages_version():
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+
+    result = hug_sessions("--version")
+
+    assert (result.returncode, result.stdout) == (0, f"hug-sessions {config['metadata']['version']}\n")
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "1.5"])
+def test_a_bad_batch_size_names_the_option_and_the_expected_kind(value):
+    result = hug_sessions("purge", "sqlite:///x.sqlite3", "--batch-size", value)
+
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert (
+        last
+        == f"hug-sessions purge: error: argument --batch-size: expected a positive integer, got {value!r}"
+    )
+    assert "_positive_int" not in result.stderr
 
 
 # -- Redis ----------------------------------------------------------------------------------------------

@@ -14,10 +14,15 @@ session back.
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Collection, Mapping, Optional, Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus
+
+log = logging.getLogger("hug_cookie_sessions")
 
 
 class SessionStoreError(Exception):
@@ -146,20 +151,95 @@ def provides(store: Any, protocol: type) -> bool:
     return all(callable(getattr(store, name, None)) for name in names)
 
 
+#: Query parameters whose value is a credential, by any part of their name (lower case):
+#: redis-py and libpq both take ``?password=``; libpq also ``sslpassword``; others name tokens
+#: and secrets. Redacting a harmless parameter costs a log line some detail; missing one leaks.
+SECRET_PARAMETERS = re.compile(r"pass|pwd|secret|token|credential|key", re.IGNORECASE)
+
+
 def redacted_url(url: str) -> str:
-    """``url`` without its password: store URLs end up in error messages and logs, secrets must not."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable>"
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
+    """``url`` with every credential replaced by ``***``, for error messages and log lines.
+
+    Works on the text, whatever the scheme (``redis://``, ``unix://``, ``postgresql://``, ...),
+    so it needs no parser that could refuse the URL: the password of the userinfo
+    (``user:pass@`` keeps ``user``; ``:pass@`` too) and the value of every query parameter
+    named like a credential (:data:`SECRET_PARAMETERS`: ``password``, ``sslpassword``,
+    ``token``, ``secret``, ...). The userinfo ends at the last ``@`` before the query, so a
+    password with an unencoded ``/`` or ``@`` is still hidden whole. A fragment is dropped.
+    """
+    url, _, _ = url.partition("#")
+    head, query_mark, query = url.partition("?")
+    scheme, separator, rest = head.partition("://") if "://" in head else ("", "", head)
+    userinfo, at, hostpath = rest.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}:***@{hostpath}" if colon else rest
+    if query_mark:
+        query = "&".join(_redacted_parameter(part) for part in query.split("&"))
+    return f"{scheme}{separator}{rest}{query_mark}{query}"
 
 
-def session_ref(sid: Optional[str]) -> str:
-    """What logs call a session: the first 12 hex digits of a SHA-256 of its ID. It tells log
-    lines of one session apart, and cannot be turned back into a working cookie."""
-    if sid is None:
-        return "(not stored)"
-    return hashlib.sha256(sid.encode("ascii", "replace")).hexdigest()[:12]
+def _redacted_parameter(part: str) -> str:
+    name, equals, value = part.partition("=")
+    if equals and value and SECRET_PARAMETERS.search(unquote_plus(name)):
+        return f"{name}=***"
+    return part
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials :func:`redacted_url` hides, as written and percent-decoded: what a
+    store masks in error text it did not write itself (a client library may echo them)."""
+    url = url.partition("#")[0]
+    head, _, query = url.partition("?")
+    found = []
+    userinfo, at, _ = head.partition("://")[2].rpartition("@") if "://" in head else head.rpartition("@")
+    if at and ":" in userinfo:
+        found.append(userinfo.partition(":")[2])
+    for part in query.split("&"):
+        name, equals, value = part.partition("=")
+        if equals and value and SECRET_PARAMETERS.search(unquote_plus(name)):
+            found.append(value)
+    # A password with an unencoded "/" is cut there by urllib, whose errors then quote the piece.
+    found += [piece for secret in found for piece in re.split(r"[/?#]", secret)[:1]]
+    found += [unquote_plus(secret) for secret in found]
+    # Longest first, so that masking one secret never leaves a longer one half-visible.
+    return sorted({secret for secret in found if secret}, key=lambda secret: (-len(secret), secret))
+
+
+def session_ref(sid: str) -> str:
+    """What logs call a session: never its ID, which opens it, but the first 12 hex digits of
+    its SHA-256. One-way, so a log reader cannot use it; stable, so the lines of one session
+    can be found together (and ``session_ref(id)`` of a known ID finds them)."""
+    return hashlib.sha256(sid.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def checked_record(
+    data: Any, created_at: Any, expires_at: Any, user_id: Any = None, idle_timeout: Any = None
+) -> Record:
+    """A :class:`Record` of values read back from storage, or ValueError saying which is unusable.
+
+    Stores call it on what they load, so that a record changed behind their back (a bad
+    migration, a hand-edited row, another program's key) is refused here, with a reason,
+    rather than failing later inside a request: times must be finite numbers, ``user_id``
+    text, ``idle_timeout`` a whole number, ``data`` a mapping of text to text.
+    """
+    for name, value in (("created_at", created_at), ("expires_at", expires_at)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} is not a time: {type(value).__name__}")
+    if user_id is not None and not isinstance(user_id, str):
+        raise ValueError(f"user_id is not text: {type(user_id).__name__}")
+    if idle_timeout is not None and (isinstance(idle_timeout, bool) or not isinstance(idle_timeout, int)):
+        raise ValueError(f"idle_timeout is not a whole number: {type(idle_timeout).__name__}")
+    if not isinstance(data, Mapping) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in data.items()
+    ):
+        raise ValueError("data is not a mapping of text keys to JSON text")
+    return Record(data if type(data) is dict else dict(data), created_at, expires_at, user_id, idle_timeout)
+
+
+def unreadable(sid: str, problem: object) -> None:
+    """Log that ``sid``'s stored record cannot be parsed (by :func:`session_ref`, never by ID)
+    and return None: a store's ``load`` returns this, so the visitor is anonymous, not a 500."""
+    log.error(
+        "Session store: the record of session %s cannot be read, ignored: %s", session_ref(sid), problem
+    )

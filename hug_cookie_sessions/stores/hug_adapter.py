@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Collection, Mapping, Optional, Protocol
 
-from .base import Record
+from .base import Record, checked_record, unreadable
 
 _FIELDS = ("created_at", "expires_at", "user_id", "idle_timeout")
 
@@ -42,8 +42,11 @@ class HugStoreAdapter:
             return None
         stored = self.store.get(sid)
         if not isinstance(stored, dict) or "data" not in stored:
-            return None
-        return Record(dict(stored["data"]), *(stored.get(name) for name in _FIELDS))
+            return None  # not a record of ours (hug's own sessions are plain dicts): no session
+        try:
+            return checked_record(stored["data"], *(stored.get(name) for name in _FIELDS))
+        except ValueError as error:  # ours, but changed behind our back: no session, logged
+            return unreadable(sid, error)
 
     def create(self, sid: str, record: Record) -> None:
         self.store.set(sid, _as_dict(record))

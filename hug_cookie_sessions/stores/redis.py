@@ -112,7 +112,8 @@ class RedisStore:
             self._url = client_or_url
             self._failures = layout.Failures.for_url(client_or_url)
             if layout.scheme(client_or_url) != layout.CLUSTER_SCHEME:
-                self._bind(client_from_url(client_or_url))
+                with self._failures.configuring():
+                    self._bind(client_from_url(client_or_url))
         elif isinstance(client_or_url, (redis.Redis, RedisCluster)):
             self._failures = layout.Failures(*_describe(client_or_url))
             self._bind(client_or_url)
@@ -125,7 +126,7 @@ class RedisStore:
     def _connected(self) -> _Redis:
         """The client and its scripts, made now if the store was given a cluster URL."""
         if self._redis is None:
-            with self._lock, self._failures("connect"):
+            with self._lock, self._failures("connect"), self._failures.configuring():
                 if self._redis is None:
                     self._bind(client_from_url(self._url))
         return self._redis
@@ -156,7 +157,7 @@ class RedisStore:
         backend = self._connected()
         with self._failures("load"):
             fields = backend.client.hgetall(self._keys.session(sid))
-        return layout.record_from_hash(fields, time.time())
+        return layout.loaded_record(fields, time.time(), sid)
 
     def create(self, sid: str, record: Record) -> None:
         backend, key = self._connected(), self._keys.session(sid)

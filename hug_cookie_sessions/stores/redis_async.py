@@ -52,9 +52,10 @@ class AsyncRedisStore:
         self.prefix = prefix
         if isinstance(client_or_url, str):
             layout.require_scheme(client_or_url, layout.SERVER_SCHEMES, "AsyncRedisStore")
-            self.client = async_client_from_url(client_or_url)
-            self._owns_client = True
             self._failures = layout.Failures.for_url(client_or_url)
+            with self._failures.configuring():
+                self.client = async_client_from_url(client_or_url)
+            self._owns_client = True
         elif isinstance(client_or_url, aioredis.Redis):
             self.client = client_or_url
             self._owns_client = False
@@ -72,7 +73,7 @@ class AsyncRedisStore:
     async def load(self, sid: str) -> Optional[Record]:
         with self._failures("load"):
             fields = await self.client.hgetall(self._keys.session(sid))
-        return layout.record_from_hash(fields, time.time())
+        return layout.loaded_record(fields, time.time(), sid)
 
     async def create(self, sid: str, record: Record) -> None:
         keys = [self._keys.session(sid), *self._keys.indexes(record.user_id)]

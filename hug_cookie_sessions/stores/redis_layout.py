@@ -30,9 +30,8 @@ from __future__ import annotations
 import contextlib
 import math
 from typing import Any, Collection, Iterator, Mapping, NamedTuple, Optional, Union
-from urllib.parse import urlsplit
 
-from .base import Record, SessionStoreError, redacted_url
+from .base import Record, SessionStoreError, checked_record, redacted_url, unreadable, url_secrets
 
 try:
     from redis.exceptions import RedisClusterException, RedisError
@@ -223,19 +222,21 @@ class Keys:
 class Failures:
     """Turns every Redis failure into a SessionStoreError (a 503) whose message names no secret.
 
-    ``where`` says which Redis in messages; ``secret`` (its password) is masked
-    wherever redis-py's own error text repeats it.
+    ``where`` says which Redis in messages; every one of ``secrets`` (the URL's password and
+    credential parameters, as written and decoded) is masked wherever redis-py's own error
+    text repeats it.
     """
 
-    __slots__ = ("secret", "where")
+    __slots__ = ("secrets", "where")
 
-    def __init__(self, where: str, secret: Optional[str]) -> None:
-        self.where, self.secret = where, secret
+    def __init__(self, where: str, *secrets: Optional[str]) -> None:
+        self.where = where
+        self.secrets = sorted((secret for secret in secrets if secret), key=len, reverse=True)
 
     @classmethod
     def for_url(cls, url: str) -> Failures:
-        """Messages name ``url`` without its password."""
-        return cls(redacted_url(url), urlsplit(url).password)
+        """Messages name ``url`` without its credentials (:func:`~.base.redacted_url`)."""
+        return cls(redacted_url(url), *url_secrets(url))
 
     @contextlib.contextmanager
     def __call__(self, action: str) -> Iterator[None]:
@@ -244,9 +245,22 @@ class Failures:
             yield
         except (RedisError, RedisClusterException) as error:
             message = f"Redis session store {self.where}: {action} failed: {type(error).__name__}: {error}"
-            if self.secret:
-                message = message.replace(self.secret, "***")
-            raise SessionStoreError(message) from error
+            raise SessionStoreError(self.masked(message)) from error
+
+    @contextlib.contextmanager
+    def configuring(self) -> Iterator[None]:
+        """A ValueError raised inside the block (redis-py or urllib refusing the URL, whose text
+        may quote part of a mistyped password) is raised again masked, without the original."""
+        try:
+            yield
+        except ValueError as error:
+            raise ValueError(self.masked(str(error))) from None
+
+    def masked(self, message: str) -> str:
+        """``message`` with every secret replaced by ``***``."""
+        for secret in self.secrets:
+            message = message.replace(secret, "***")
+        return message
 
 
 def scheme(url: str) -> str:
@@ -325,7 +339,8 @@ def apply_args(
 
 def record_from_hash(fields: Mapping, now: float) -> Optional[Record]:
     """The record a session hash (``HGETALL``) holds, or None if it is missing or expired at ``now``
-    (Redis may not have dropped it yet)."""
+    (Redis may not have dropped it yet). ValueError when the hash cannot be parsed (a field that
+    is not a number, ``created`` missing, text that is not UTF-8): see :func:`loaded_record`."""
     meta, data = {}, {}
     for name, value in fields.items():
         name, value = text(name), text(value)
@@ -334,23 +349,67 @@ def record_from_hash(fields: Mapping, now: float) -> Optional[Record]:
         else:
             meta[name] = value
     expires = meta.get("expires")
-    if expires is None or float(expires) <= now:
+    if expires is None or _number(expires, "expires") <= now:
         return None
+    if "created" not in meta:
+        raise ValueError("the hash has no 'created' field")
     idle = meta.get("idle")
-    return Record(
-        data, float(meta["created"]), float(expires), meta.get("user"), None if idle is None else int(idle)
+    return checked_record(
+        data,
+        _number(meta["created"], "created"),
+        _number(expires, "expires"),
+        meta.get("user"),
+        None if idle is None else _whole(idle, "idle"),
     )
+
+
+def loaded_record(fields: Mapping, now: float, sid: str) -> Optional[Record]:
+    """:func:`record_from_hash`, with a hash that cannot be parsed logged by its session's
+    :func:`~.base.session_ref` and treated as no session (the visitor is anonymous, not a 500)."""
+    try:
+        return record_from_hash(fields, now)
+    except ValueError as error:
+        return unreadable(sid, error)
+
+
+def _number(value: str, field: str) -> float:
+    """``value`` as a finite float, or ValueError naming the field (never the value, which is
+    the session's own data)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"field {field!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"field {field!r} is not a finite number")
+    return number
+
+
+def _whole(value: str, field: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"field {field!r} is not a whole number") from None
 
 
 def user_record(fields: Any, user_id: str, now: float) -> Optional[Record]:
     """The data-less record of one ``HMGET`` :data:`USER_FIELDS` reply, if it is a live
-    session of ``user_id`` (a reply that is an error was no hash, so no session)."""
+    session of ``user_id`` (a reply that is an error was no hash, so no session; one that
+    cannot be parsed is no live session either)."""
     if isinstance(fields, Exception):
         return None
-    created, expires, user, idle = (None if value is None else text(value) for value in fields)
-    if expires is None or float(expires) <= now or user != user_id:
+    try:
+        created, expires, user, idle = (None if value is None else text(value) for value in fields)
+        if expires is None or created is None or _number(expires, "expires") <= now or user != user_id:
+            return None
+        return Record(
+            {},
+            _number(created, "created"),
+            float(expires),
+            user,
+            None if idle is None else _whole(idle, "idle"),
+        )
+    except ValueError:
         return None
-    return Record({}, float(created), float(expires), user, None if idle is None else int(idle))
 
 
 def sort_members(

@@ -21,30 +21,8 @@ import threading
 import time
 from typing import Callable, Collection, Iterator, Mapping, Optional
 
-from .base import Record, SessionStoreError
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    user_id TEXT,
-    idle_timeout INTEGER
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
-CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id) WHERE user_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS session_values (
-    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (session_id, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS session_locks (
-    id TEXT PRIMARY KEY,
-    token TEXT NOT NULL,
-    expires_at REAL NOT NULL
-) WITHOUT ROWID;
-"""
+from . import sqlite_schema
+from .base import Record, SessionStoreError, checked_record, unreadable
 
 _pid = os.getpid()
 
@@ -149,7 +127,8 @@ class SQLiteStore:
             connection.execute(f"PRAGMA synchronous = {self.synchronous}")
             connection.execute(f"PRAGMA cache_size = -{int(self.cache_mib) * 1024}")
             connection.execute("PRAGMA foreign_keys = ON")
-            connection.executescript(_SCHEMA)
+            connection.executescript(sqlite_schema.SCHEMA)
+            sqlite_schema.mark(connection)
         except BaseException:
             connection.close()
             raise
@@ -210,9 +189,11 @@ class SQLiteStore:
             raise self._fail(error) from error
         if not rows:
             return None
-        created_at, expires_at, user_id, idle_timeout = rows[0][:4]
         data = {key: value for *_, key, value in rows if key is not None}
-        return Record(data, created_at, expires_at, user_id, idle_timeout)
+        try:
+            return checked_record(data, *rows[0][:4])
+        except ValueError as error:  # a row changed behind the store's back: no session, logged
+            return unreadable(sid, error)
 
     def create(self, sid: str, record: Record) -> None:
         with self._transaction() as db:
