@@ -42,10 +42,8 @@ from .policy import MAX_LIFETIME, NOTHING, Apply, CookieChange, Rotate, Save, Sa
 from .session import Opened, Session
 from .signing import SecretKey, SessionSigner
 from .stores.aio import as_async_store, as_blocking_store
-from .stores.base import Store, provides
-from .stores.hug_adapter import HugStore, HugStoreAdapter
-from .stores.memory import MemoryStore
-from .stores.url import store_from_url
+from .stores.base import Store
+from .stores.url import adapt_store
 from .users import SessionInfo, UserSessions
 
 __all__ = ["MAX_COOKIES_CHECKED", "MAX_LIFETIME", "MAX_REMEMBERED_HEADER", "REMEMBERED_HEADERS"]
@@ -412,26 +410,6 @@ def _preloaded(opened: Opened) -> Opened:
 def _raise(error: Exception) -> Opened:
     """The loader of a session whose loading failed (ASGI): the failure, on first use."""
     raise error
-
-
-def adapt_store(store: Optional[Any]) -> Store:
-    """``store`` itself if it speaks the store protocol; a hug-style store wrapped; a URL
-    (from the environment, say) built with :func:`store_from_url`; None: memory."""
-    if store is None:
-        return MemoryStore()
-    if isinstance(store, str):
-        try:
-            return store_from_url(store)
-        except ValueError as error:
-            raise ValueError(f"store: {error} (a string is read by store_from_url)") from error
-    if provides(store, Store):
-        return store
-    if provides(store, HugStore):
-        return HugStoreAdapter(store)
-    raise TypeError(
-        "store must implement load/create/apply/rotate/delete, or hug's get/exists/set/delete, "
-        "or be a store URL for store_from_url"
-    )
 
 
 #: The status codes below 500, as a status line starts: "000" to "499".

@@ -1,6 +1,6 @@
 """The save policy: what saving a session does, decided without I/O or a web framework.
 
-From what a request changed (:class:`~.session.Changes`), the stored record
+From what a request changed (:class:`Changes`, made by the session), the stored record
 and the time, :meth:`SavePolicy.plan` returns a :class:`Save`: which store
 calls to make, in order, and what the cookie becomes. The middleware carries it
 out (blocking or awaiting) and nothing else; every rule about expiry, refresh,
@@ -23,16 +23,53 @@ The rules, in short:
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Callable, NamedTuple, Optional, Union
 
 from .options import number_option, seconds_option
-from .session import NO_CHANGES, Changes
 from .signing import new_session_id
 from .stores.base import Record
 
 #: Browsers cap cookie lifetimes at 400 days; with both timeouts disabled a
 #: session lives that long after its last refresh.
 MAX_LIFETIME = 400 * 24 * 3600
+
+
+class Changes(NamedTuple):
+    """What one request did to its session (:meth:`~.session.Session.changes`): the policy's input."""
+
+    changed: Mapping[str, str]
+    removed: frozenset[str] = frozenset()
+    regenerate: bool = False
+    ended_sid: Optional[str] = None
+    user_id: Optional[str] = None
+    idle_timeout: Optional[int] = None
+    reissue: bool = False
+    #: ``invalidate()`` was called: the cookie the request carried expires unless a new session replaces it.
+    invalidated: bool = False
+    #: ``set_expiry(None)``: back to the middleware's default idle timeout and cookie kind.
+    default_expiry: bool = False
+    #: Whether these changes only set values: nothing removed, no lifecycle call (worked
+    #: out by :meth:`Session.changes`; a ``Changes`` made by hand says False).
+    values_only: bool = False
+
+    @property
+    def any(self) -> bool:
+        """Whether saving must write to the store."""
+        return bool(
+            self.changed
+            or self.removed
+            or self.regenerate
+            or self.ended_sid
+            or self.user_id is not None
+            or self.idle_timeout is not None
+            or self.default_expiry
+        )
+
+
+#: What most requests do to their session: nothing (shared, since it cannot change).
+NO_CHANGES = Changes(MappingProxyType({}), values_only=True)
 
 
 class Create(NamedTuple):

@@ -13,10 +13,10 @@ import json
 import logging
 from collections.abc import Iterator, Mapping, MutableMapping
 from collections.abc import Set as AbstractSet
-from types import MappingProxyType
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Optional
 
 from .errors import SessionValueError
+from .policy import NO_CHANGES, Changes
 from .stores.base import Record, session_ref
 
 #: What loading finds: ``(session id, record, reissue)``: the stored session (both None
@@ -42,43 +42,8 @@ log = logging.getLogger("hug_cookie_sessions")
 
 __all__ = ["NO_CHANGES", "Changes", "Loader", "Opened", "Session", "SessionValueError"]
 
+#: The shared empty set of a session that has written (deleted) nothing yet.
 _NO_KEYS: frozenset[str] = frozenset()
-
-
-class Changes(NamedTuple):
-    """What one request did to its session, as the middleware persists it."""
-
-    changed: Mapping[str, str]
-    removed: frozenset[str] = _NO_KEYS
-    regenerate: bool = False
-    ended_sid: Optional[str] = None
-    user_id: Optional[str] = None
-    idle_timeout: Optional[int] = None
-    reissue: bool = False
-    #: ``invalidate()`` was called: the cookie the request carried expires unless a new session replaces it.
-    invalidated: bool = False
-    #: ``set_expiry(None)``: back to the middleware's default idle timeout and cookie kind.
-    default_expiry: bool = False
-    #: Whether these changes only set values: nothing removed, no lifecycle call (worked
-    #: out by :meth:`Session.changes`; a ``Changes`` made by hand says False).
-    values_only: bool = False
-
-    @property
-    def any(self) -> bool:
-        """Whether saving must write to the store."""
-        return bool(
-            self.changed
-            or self.removed
-            or self.regenerate
-            or self.ended_sid
-            or self.user_id is not None
-            or self.idle_timeout is not None
-            or self.default_expiry
-        )
-
-
-#: What most requests do to their session: nothing (shared, since it cannot change).
-NO_CHANGES = Changes(MappingProxyType({}), values_only=True)
 
 
 class Session(MutableMapping):

@@ -8,15 +8,16 @@ from typing import Any, Optional
 import pytest
 
 from hug_cookie_sessions.policy import (
+    NO_CHANGES,
     NOTHING,
     Apply,
+    Changes,
     CookieChange,
     Create,
     Rotate,
     Save,
     SavePolicy,
 )
-from hug_cookie_sessions.session import NO_CHANGES, Changes
 from hug_cookie_sessions.stores.base import Record
 
 NOW = 1_800_000_000.0

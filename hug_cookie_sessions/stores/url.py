@@ -1,8 +1,13 @@
-"""``store_from_url``: pick and configure a store from one string (for config files and the CLI)."""
+"""Stores from what an app passes: ``store_from_url`` for one string (config files, the CLI,
+the environment), ``adapt_store`` for the middleware's ``store`` option."""
 
 from __future__ import annotations
 
-from .base import Store, redacted_url
+from typing import Any, Optional
+
+from .base import Store, provides, redacted_url
+from .hug_adapter import HugStore, HugStoreAdapter
+from .memory import MemoryStore
 
 SCHEMES = ("memory://", "sqlite:///path", "redis://", "rediss://", "unix://", "redis+cluster://")
 
@@ -17,8 +22,6 @@ def store_from_url(url: str) -> Store:
     scheme, _, rest = url.partition("://")
     scheme = scheme.lower()
     if scheme == "memory" and rest in ("", "/"):
-        from .memory import MemoryStore
-
         return MemoryStore()
     if scheme == "sqlite" and rest.startswith("/") and len(rest) > 1:
         from .sqlite import SQLiteStore
@@ -29,3 +32,23 @@ def store_from_url(url: str) -> Store:
 
         return RedisStore(url)
     raise ValueError(f"unsupported session store URL {redacted_url(url)!r}; use one of: {', '.join(SCHEMES)}")
+
+
+def adapt_store(store: Optional[Any]) -> Store:
+    """``store`` itself if it speaks the store protocol; a hug-style store wrapped; a URL
+    (from the environment, say) built with :func:`store_from_url`; None: memory."""
+    if store is None:
+        return MemoryStore()
+    if isinstance(store, str):
+        try:
+            return store_from_url(store)
+        except ValueError as error:
+            raise ValueError(f"store: {error} (a string is read by store_from_url)") from error
+    if provides(store, Store):
+        return store
+    if provides(store, HugStore):
+        return HugStoreAdapter(store)
+    raise TypeError(
+        "store must implement load/create/apply/rotate/delete, or hug's get/exists/set/delete, "
+        "or be a store URL for store_from_url"
+    )
