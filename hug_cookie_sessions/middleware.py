@@ -142,19 +142,27 @@ class SessionMiddleware:
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
         """Save what the handler changed, unless it raised or the response is a 5xx."""
-        session = req.context.get(self.context_name)
         try:
-            if isinstance(session, Session) and session.loaded:
-                vary_on_cookie(resp)
-                # A clean session whose expiry stays saves nothing: most requests stop here.
-                may_write = session.dirty or self.policy.expiry_due(session.record, self.clock())
-                if may_write and response_keeps_changes(req_succeeded, resp.status):
-                    save = self._save(session)
-                    if save.cookie is not CookieChange.KEEP:
-                        self._send_cookie(req, resp, save)
+            session = self._session_to_save(req, resp, req_succeeded)
+            if session is not None:
+                save = self._save(session)
+                if save.cookie is not CookieChange.KEEP:
+                    self._send_cookie(req, resp, save)
         finally:
             if self.locks is not None:
                 self._finish_lock(req)
+
+    def _session_to_save(self, req: Any, resp: Any, req_succeeded: bool) -> Optional[Session]:
+        """The request's session if the response hook saves it. Not when nothing used it (a
+        used one makes the response vary on Cookie), when it is clean and its expiry stays,
+        or when the response keeps no changes (:func:`response_keeps_changes`)."""
+        session = req.context.get(self.context_name)
+        if not isinstance(session, Session) or not session.loaded:
+            return None
+        vary_on_cookie(resp)
+        # A clean session whose expiry stays saves nothing: most requests stop here.
+        may_write = session.dirty or self.policy.expiry_due(session.record, self.clock())
+        return session if may_write and response_keeps_changes(req_succeeded, resp.status) else None
 
     # -- Falcon hooks (ASGI: falcon.asgi.App) ------------------------------------------------
 
@@ -174,16 +182,12 @@ class SessionMiddleware:
 
     async def process_response_async(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
         """:meth:`process_response` for ASGI."""
-        session = req.context.get(self.context_name)
         try:
-            if isinstance(session, Session) and session.loaded:
-                vary_on_cookie(resp)
-                # A clean session whose expiry stays saves nothing: most requests stop here.
-                may_write = session.dirty or self.policy.expiry_due(session.record, self.clock())
-                if may_write and response_keeps_changes(req_succeeded, resp.status):
-                    save = await self._save_async(session)
-                    if save.cookie is not CookieChange.KEEP:
-                        self._send_cookie(req, resp, save)
+            session = self._session_to_save(req, resp, req_succeeded)
+            if session is not None:
+                save = await self._save_async(session)
+                if save.cookie is not CookieChange.KEEP:
+                    self._send_cookie(req, resp, save)
         finally:
             if self.locks is not None:
                 await self._finish_lock_async(req)
