@@ -6,7 +6,14 @@
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import LockTimeout, SessionBusy, SessionStoreError, SessionUnavailable, SessionValueError
+from .errors import (
+    LockTimeout,
+    SessionBusy,
+    SessionStoreError,
+    SessionTooLarge,
+    SessionUnavailable,
+    SessionValueError,
+)
 from .middleware import SessionMiddleware
 from .session import Session
 from .stores.base import LockingStore, Record, Store, UserIndex
@@ -32,6 +39,7 @@ __all__ = [
     "SessionInfo",
     "SessionMiddleware",
     "SessionStoreError",
+    "SessionTooLarge",
     "SessionUnavailable",
     "SessionValueError",
     "Store",

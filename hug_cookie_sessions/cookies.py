@@ -20,8 +20,9 @@ from .signing import SessionSigner
 
 log = logging.getLogger("hug_cookie_sessions")
 
-#: At most this many same-named cookies are checked (first that opens wins).
-MAX_COOKIES_CHECKED = 4
+#: Every session cookie of a header is checked, up to this many; a header with more is treated
+#: as carrying none (a flood of cookies costs a bounded check and opens nothing).
+MAX_COOKIES_CHECKED = 32
 
 #: How many ``Cookie`` headers, of up to ``MAX_REMEMBERED_HEADER`` characters, have their
 #: session cookies' IDs remembered (the header and its IDs: at most about 35 MB).
@@ -128,9 +129,9 @@ def set_cookie(resp: Any, header: str) -> None:
 class CookieVerifier:
     """The session IDs that the session cookies of a ``Cookie`` header are validly signed for.
 
-    Every session cookie is checked, up to :data:`MAX_COOKIES_CHECKED` (so a
-    flood of cookies costs a bounded check); one that fails is logged with its
-    first characters only, every time it is sent.
+    Every session cookie is checked, up to :data:`MAX_COOKIES_CHECKED` (a header
+    with more carries none); one that fails is logged with its first characters
+    only, every time it is sent.
 
     PERF(verified-headers): a returning visitor sends the same header on every
     request, so the answer is remembered per header when every session cookie in
@@ -156,22 +157,30 @@ class CookieVerifier:
         verified = self._remembered.get(header)
         if verified is not None:
             return verified
-        tokens = cookie_values(header, self.cookie_name)[:MAX_COOKIES_CHECKED]
+        tokens = cookie_values(header, self.cookie_name)
+        if len(tokens) > MAX_COOKIES_CHECKED:
+            log.warning(
+                "Ignored a Cookie header with %d session cookies (at most %d)",
+                len(tokens),
+                MAX_COOKIES_CHECKED,
+            )
+            return ()
         verified = self.tokens(tokens)
         if len(verified) == len(tokens) and len(header) <= MAX_REMEMBERED_HEADER:
             self._remember(header, verified)
         return verified
 
     def tokens(self, tokens: Sequence[str]) -> Verified:
-        """``(session id, signed with the newest key)`` for each of ``tokens`` that verifies, in order."""
-        verified = []
+        """``(session id, signed with the newest key)`` for each of ``tokens`` that verifies, in
+        order, each session once (the same cookie sent twice names one session)."""
+        verified: dict[str, bool] = {}
         for token in tokens:
             found = self.signer.unsign(token)
             if found is None:
                 log.warning("Ignored a session cookie with a bad signature (starts %r)", token[:6])
             else:
-                verified.append(found)
-        return tuple(verified)
+                verified[found[0]] = verified.get(found[0], False) or found[1]
+        return tuple(verified.items())
 
     def remembers(self, header: str) -> bool:
         """Whether ``header``'s answer is remembered."""

@@ -14,7 +14,14 @@ import falcon
 
 from .stores.base import SessionStoreError
 
-__all__ = ["LockTimeout", "SessionBusy", "SessionStoreError", "SessionUnavailable", "SessionValueError"]
+__all__ = [
+    "LockTimeout",
+    "SessionBusy",
+    "SessionStoreError",
+    "SessionTooLarge",
+    "SessionUnavailable",
+    "SessionValueError",
+]
 
 log = logging.getLogger("hug_cookie_sessions")
 
@@ -32,6 +39,24 @@ class SessionValueError(TypeError):
             else f"session[{key!r}] holds a {type(value).__name__}, which is not JSON-serializable; "
             "store only dicts, lists, strings, numbers, booleans and None"
         )
+
+
+class SessionTooLarge(SessionValueError):
+    """A save would make the session hold more than ``max_session_bytes`` of keys and JSON values.
+
+    Sessions live on the server, so nothing limits them but this: without it one request can
+    fill a store (a 20 MB value, 10,000-character keys, thousands of keys). Nothing is saved.
+    """
+
+    def __init__(self, size: int, limit: int, largest: str, largest_size: int) -> None:
+        super().__init__(
+            largest,
+            None,
+            f"the session would hold {size} bytes, over max_session_bytes={limit}; "
+            f"its largest key is {largest!r} ({largest_size} bytes)",
+        )
+        self.size = size
+        self.limit = limit
 
 
 class LockTimeout(SessionStoreError):

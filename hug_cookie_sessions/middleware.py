@@ -42,7 +42,7 @@ from .policy import MAX_LIFETIME, NOTHING, Apply, CookieChange, Rotate, Save, Sa
 from .session import Opened, Session
 from .signing import SecretKey, SessionSigner
 from .stores.aio import as_async_store, as_blocking_store
-from .stores.base import Store
+from .stores.base import Record, Store
 from .stores.url import adapt_store
 from .users import SessionInfo, UserSessions
 
@@ -90,8 +90,11 @@ class SessionMiddleware:
         lock: bool = False,
         lock_timeout: float = 10.0,
         lock_lease: float = 30.0,
+        max_session_bytes: Optional[int] = 65536,
     ) -> None:
-        self.policy = SavePolicy(idle_timeout, absolute_timeout, refresh_fraction, persistent)
+        self.policy = SavePolicy(
+            idle_timeout, absolute_timeout, refresh_fraction, persistent, max_session_bytes=max_session_bytes
+        )
         self.signer = SessionSigner(secret_key)
         self.store: Store = adapt_store(store)
         self.async_store = as_async_store(self.store)
@@ -266,7 +269,10 @@ class SessionMiddleware:
         return self._load(self.verified_cookies.tokens([token] if token else []))
 
     def _load(self, verified: Verified, lock: Optional[RequestLock] = None) -> Opened:
-        """The first of ``verified`` that names a live session wins (locked first, with a ``lock``)."""
+        """The session that ``verified`` names, locked first with a ``lock``: the one live
+        session among them (see :meth:`_the_live_one`)."""
+        if len(verified) > 1:
+            verified = self._the_live_one(verified, [self._load_record(sid) for sid, _ in verified])
         now = self.clock()
         for sid, current_key in verified:
             if lock is not None:
@@ -283,6 +289,10 @@ class SessionMiddleware:
 
     async def _load_async(self, verified: Verified, lock: Optional[RequestLock] = None) -> Opened:
         """:meth:`_load`, awaiting the store."""
+        if len(verified) > 1:
+            verified = self._the_live_one(
+                verified, [await self._load_record_async(sid) for sid, _ in verified]
+            )
         now = self.clock()
         for sid, current_key in verified:
             if lock is not None:
@@ -296,6 +306,38 @@ class SessionMiddleware:
             if lock is not None:
                 await lock.release_async()
         return NOT_FOUND
+
+    def _the_live_one(self, verified: Verified, records: list[Optional[Record]]) -> Verified:
+        """Of several validly signed session cookies (``records``: each one's stored record), the
+        one that names a live session; none when two or more do. Two live sessions in one
+        request mean a cookie was tossed in beside the visitor's own (by a sibling subdomain or
+        a plain-http page of the domain), or the cookie's path or domain changed: opening either
+        could let one person's writes land in another's session."""
+        now = self.clock()
+        live = [
+            ids for ids, record in zip(verified, records) if record is not None and record.expires_at > now
+        ]
+        if len(live) > 1:
+            log.warning(
+                "Opened no session: the request carried %d validly signed cookies of different live "
+                "sessions (a cookie tossed in by another site of the domain, or a changed "
+                "cookie_path or cookie_domain); use a __Host- cookie name to rule tossing out",
+                len(live),
+            )
+            return ()
+        return tuple(live)
+
+    def _load_record(self, sid: str) -> Optional[Record]:
+        try:
+            return self.blocking_store.load(sid)
+        except SessionStoreError as error:
+            raise store_failed(error, "load") from error
+
+    async def _load_record_async(self, sid: str) -> Optional[Record]:
+        try:
+            return await self.async_store.load(sid)
+        except SessionStoreError as error:
+            raise store_failed(error, "load") from error
 
     def _new_lock(self, req: Any) -> RequestLock:
         """With ``lock=True``: the request's lock holder (nothing is locked yet)."""
@@ -345,17 +387,16 @@ class SessionMiddleware:
         return self._saved(session, save, written)
 
     def _plan(self, session: Session, keep_empty: bool) -> Save:
-        """What saving ``session`` does (:meth:`.SavePolicy.plan`). A value that is not JSON
-        is a logged 500, and nothing is saved."""
+        """What saving ``session`` does (:meth:`.SavePolicy.plan`). A value that is not JSON, or
+        a session over ``max_session_bytes``, is a logged 500, and nothing is saved."""
         try:
-            changes = session.changes()
+            return self.policy.plan(session.changes(), session.id, session.record, self.clock(), keep_empty)
         except SessionValueError as error:
             log.error("Session not saved: %s", error)
             raise falcon.HTTPInternalServerError(
                 title="Session not saved",
                 description="A session value could not be stored.",
             ) from error
-        return self.policy.plan(changes, session.id, session.record, self.clock(), keep_empty)
 
     def _saved(self, session: Session, save: Save, written: bool) -> Save:
         """Once ``save``'s calls are made: the session's new clean state, or :data:`ENDED` when

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Callable, NamedTuple, Optional, Union
 
+from .errors import SessionTooLarge
 from .options import number_option, seconds_option
 from .signing import new_session_id
 from .stores.base import Record
@@ -147,6 +148,8 @@ class SavePolicy:
         refresh_fraction: float,
         persistent: bool,
         new_sid: Callable[[], str] = new_session_id,
+        *,
+        max_session_bytes: Optional[int] = None,
     ) -> None:
         self.idle_timeout = seconds_option("idle_timeout", idle_timeout)
         self.absolute_timeout = seconds_option("absolute_timeout", absolute_timeout)
@@ -155,6 +158,7 @@ class SavePolicy:
             raise ValueError(f"refresh_fraction must be in [0, 1), not {refresh_fraction!r}")
         self.persistent = persistent
         self.new_sid = new_sid
+        self.max_session_bytes = seconds_option("max_session_bytes", max_session_bytes)
 
     # -- expiry ---------------------------------------------------------------------------
 
@@ -215,6 +219,8 @@ class SavePolicy:
         ``keep_empty`` (an explicit ``save()``) stores a session even when it is
         empty; at the end of a request an empty session is not kept.
         """
+        if changes.changed and self.max_session_bytes is not None:
+            self._check_size(_full_data(old, changes))
         if changes.values_only and old is not None and not self.expiry_due(old, now):
             # A stored session whose expiry stays, only read or given new values: what nearly
             # every request that uses its session does.
@@ -232,6 +238,13 @@ class SavePolicy:
             assert sid is not None
             return self._update(changes, sid, old, now, expires_at, refreshed, deletes, keep_empty)
         return self._replace(changes, sid, old, now, expires_at, deletes, keep_empty)
+
+    def _check_size(self, data: dict[str, str]) -> None:
+        """Raise :class:`SessionTooLarge` when ``data`` (keys as UTF-8, JSON texts) is over the limit."""
+        size = len("".join(data).encode()) + sum(map(len, data.values()))
+        if self.max_session_bytes is not None and size > self.max_session_bytes:
+            largest = max(data, key=lambda key: len(key) + len(data[key]))
+            raise SessionTooLarge(size, self.max_session_bytes, largest, len(largest) + len(data[largest]))
 
     def _values_saved(self, changes: Changes, sid: Optional[str], old: Record) -> Save:
         """New values for a stored session whose expiry stays: one apply at the stored expiry,
