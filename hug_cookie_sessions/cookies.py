@@ -33,14 +33,61 @@ Verified = tuple[tuple[str, bool], ...]
 
 _SAME_SITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
 
+#: RFC 6265 ``cookie-name`` is an RFC 2616 ``token``: visible ASCII except the separators.
+TOKEN_CHARACTERS = frozenset(map(chr, range(0x21, 0x7F))) - frozenset('()<>@,;:\\"/[]?={} \t')
+
+
+def check_cookie_name(name: object) -> None:
+    """Raise ValueError naming ``cookie_name`` unless ``name`` is an RFC 6265 token.
+
+    The name is written raw into every ``Set-Cookie``: a ``;``, ``=``, space, CR/LF
+    or non-ASCII character would end the cookie early, forge an attribute or split
+    the header, and browsers drop cookies whose name is not a token.
+    """
+    if not isinstance(name, str) or not name or not TOKEN_CHARACTERS.issuperset(name):
+        raise ValueError(
+            f'cookie_name must be an RFC 6265 token (visible ASCII without ()<>@,;:\\"/[]?={{}}): {name!r}'
+        )
+
+
+def check_attribute(option: str, value: object) -> None:
+    """Raise ValueError naming ``option`` unless ``value`` is printable ASCII without ``;`` or
+    whitespace: a ``;`` would add an attribute of the sender's choosing (``/x; Domain=evil``),
+    and controls (CR/LF) could split the header."""
+    if not (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isprintable()
+        and ";" not in value
+        and " " not in value
+    ):
+        raise ValueError(
+            f"{option} must be printable ASCII without ';', whitespace or control characters: {value!r}"
+        )
+
+
+def check_scope(path: object, domain: object) -> None:
+    """Raise ValueError naming ``cookie_path`` or ``cookie_domain`` for a value that
+    :func:`check_attribute` refuses, or a Path not starting with ``/`` (which browsers
+    ignore, silently scoping the cookie elsewhere). ``domain`` None means host-only."""
+    check_attribute("cookie_path", path)
+    if not str(path).startswith("/"):
+        raise ValueError(f"cookie_path must start with '/' (browsers ignore any other): {path!r}")
+    if domain is not None:
+        check_attribute("cookie_domain", domain)
+
 
 @dataclass(frozen=True)
 class CookieSettings:
     """Name and attributes of the session cookie, checked once at start-up.
 
     Raises ValueError for settings a browser would reject or that would
-    weaken the cookie: SameSite=None without Secure, and a ``__Host-`` name
-    with a Domain, without Secure, or with a Path other than ``/``.
+    weaken the cookie: a name that is not an RFC 6265 token; a Path or Domain
+    with ``;``, whitespace, control or non-ASCII characters (each message names
+    the option: ``cookie_name``, ``cookie_path``, ``cookie_domain``); a Path
+    not starting with ``/`` (browsers ignore it); SameSite=None without Secure;
+    and a ``__Host-`` name with a Domain, without Secure, or with a Path other
+    than ``/``.
     """
 
     name: str = "session"
@@ -51,8 +98,8 @@ class CookieSettings:
     same_site: Optional[str] = "Lax"
 
     def __post_init__(self) -> None:
-        if not self.name or not self.name.isascii() or any(c in self.name for c in '=;, \t"'):
-            raise ValueError(f"invalid cookie name {self.name!r}")
+        check_cookie_name(self.name)
+        check_scope(self.path, self.domain)
         if self.same_site is not None and self.same_site.lower() not in _SAME_SITE:
             raise ValueError("cookie_same_site must be 'Lax', 'Strict', 'None' or None")
         if self.same_site is not None and self.same_site.lower() == "none" and not self.secure:
