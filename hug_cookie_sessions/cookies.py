@@ -154,6 +154,24 @@ def cookie_values(header: str, name: str) -> list[str]:
     return values
 
 
+def cookie_header(req: Any) -> Optional[str]:
+    """Every ``cookie`` field of an ASGI request, joined into one ``Cookie`` header; None without.
+
+    HTTP/2 and HTTP/3 clients may send their cookies as several ``cookie``
+    fields (RFC 9113 section 8.2.3), and an ASGI server may pass them on as they
+    came, or an HTTP/1.1 client may send two ``Cookie`` lines. Falcon's ASGI
+    ``req.get_header("Cookie")`` then gives only the last field (Falcon 3 and 4
+    treat ``Cookie`` as a header that cannot repeat), so a session cookie in
+    another field would be missed. The fields are joined
+    with ``"; "``, as RFC 9113 says a server must before handing them to a
+    generic application, and decoded as Falcon decodes headers (Latin-1).
+    """
+    fields = [value for name, value in req.scope["headers"] if name == b"cookie"]
+    if not fields:
+        return None
+    return "; ".join(field.decode("latin-1") for field in fields)
+
+
 def vary_on_cookie(resp: Any) -> None:
     """Add ``Cookie`` to the response's ``Vary`` header unless it is there: a response that
     used the session differs from one visitor to the next, and caches must know."""

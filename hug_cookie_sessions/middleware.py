@@ -31,6 +31,7 @@ from .cookies import (
     CookieSettings,
     CookieVerifier,
     Verified,
+    cookie_header,
     set_cookie,
     vary_on_cookie,
 )
@@ -165,7 +166,7 @@ class SessionMiddleware:
         """
         lock = self._new_lock(req) if self.locks is not None else None
         try:
-            opened = await self._load_async(self.verified_cookies(req.get_header("Cookie")), lock)
+            opened = await self._load_async(self.verified_cookies(cookie_header(req)), lock)
         except SessionUnavailable as error:
             req.context[self.context_name] = Session(_raise, error)
             return
