@@ -162,13 +162,21 @@ def cookie_header(req: Any) -> Optional[str]:
     came, or an HTTP/1.1 client may send two ``Cookie`` lines. Falcon's ASGI
     ``req.get_header("Cookie")`` then gives only the last field (Falcon 3 and 4
     treat ``Cookie`` as a header that cannot repeat), so a session cookie in
-    another field would be missed. The fields are joined
-    with ``"; "``, as RFC 9113 says a server must before handing them to a
-    generic application, and decoded as Falcon decodes headers (Latin-1).
+    another field would be missed. Several fields are joined with ``"; "``, as
+    RFC 9113 says a server must before handing them to a generic application,
+    and decoded as Falcon decodes headers (Latin-1).
+
+    One field or none is read through Falcon's ``get_header``, as before. So is
+    a request without a scope, or whose header pairs cannot be read again: ASGI only promises
+    iterables, and Falcon's own test client passes one-shot iterators, which
+    Falcon has consumed by now.
     """
-    fields = [value for name, value in req.scope["headers"] if name == b"cookie"]
-    if not fields:
-        return None
+    try:
+        fields = [value for name, value in req.scope["headers"] if name == b"cookie"]
+    except (AttributeError, KeyError, TypeError, ValueError):  # no scope, or no longer readable
+        fields = []
+    if len(fields) < 2:
+        return req.get_header("Cookie")
     return "; ".join(field.decode("latin-1") for field in fields)
 
 
