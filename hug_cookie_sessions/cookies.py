@@ -34,14 +34,61 @@ Verified = tuple[tuple[str, bool], ...]
 
 _SAME_SITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
 
+#: RFC 6265 ``cookie-name`` is an RFC 2616 ``token``: visible ASCII except the separators.
+TOKEN_CHARACTERS = frozenset(map(chr, range(0x21, 0x7F))) - frozenset('()<>@,;:\\"/[]?={} \t')
+
+
+def check_cookie_name(name: object) -> None:
+    """Raise ValueError naming ``cookie_name`` unless ``name`` is an RFC 6265 token.
+
+    The name is written raw into every ``Set-Cookie``: a ``;``, ``=``, space, CR/LF
+    or non-ASCII character would end the cookie early, forge an attribute or split
+    the header, and browsers drop cookies whose name is not a token.
+    """
+    if not isinstance(name, str) or not name or not TOKEN_CHARACTERS.issuperset(name):
+        raise ValueError(
+            f'cookie_name must be an RFC 6265 token (visible ASCII without ()<>@,;:\\"/[]?={{}}): {name!r}'
+        )
+
+
+def check_attribute(option: str, value: object) -> None:
+    """Raise ValueError naming ``option`` unless ``value`` is printable ASCII without ``;`` or
+    whitespace: a ``;`` would add an attribute of the sender's choosing (``/x; Domain=evil``),
+    and controls (CR/LF) could split the header."""
+    if not (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isprintable()
+        and ";" not in value
+        and " " not in value
+    ):
+        raise ValueError(
+            f"{option} must be printable ASCII without ';', whitespace or control characters: {value!r}"
+        )
+
+
+def check_scope(path: object, domain: object) -> None:
+    """Raise ValueError naming ``cookie_path`` or ``cookie_domain`` for a value that
+    :func:`check_attribute` refuses, or a Path not starting with ``/`` (which browsers
+    ignore, silently scoping the cookie elsewhere). ``domain`` None means host-only."""
+    check_attribute("cookie_path", path)
+    if not str(path).startswith("/"):
+        raise ValueError(f"cookie_path must start with '/' (browsers ignore any other): {path!r}")
+    if domain is not None:
+        check_attribute("cookie_domain", domain)
+
 
 @dataclass(frozen=True)
 class CookieSettings:
     """Name and attributes of the session cookie, checked once at start-up.
 
     Raises ValueError for settings a browser would reject or that would
-    weaken the cookie: SameSite=None without Secure, and a ``__Host-`` name
-    with a Domain, without Secure, or with a Path other than ``/``.
+    weaken the cookie: a name that is not an RFC 6265 token; a Path or Domain
+    with ``;``, whitespace, control or non-ASCII characters (each message names
+    the option: ``cookie_name``, ``cookie_path``, ``cookie_domain``); a Path
+    not starting with ``/`` (browsers ignore it); SameSite=None without Secure;
+    and a ``__Host-`` name with a Domain, without Secure, or with a Path other
+    than ``/``.
     """
 
     name: str = "session"
@@ -52,8 +99,8 @@ class CookieSettings:
     same_site: Optional[str] = "Lax"
 
     def __post_init__(self) -> None:
-        if not self.name or not self.name.isascii() or any(c in self.name for c in '=;, \t"'):
-            raise ValueError(f"invalid cookie name {self.name!r}")
+        check_cookie_name(self.name)
+        check_scope(self.path, self.domain)
         if self.same_site is not None and self.same_site.lower() not in _SAME_SITE:
             raise ValueError("cookie_same_site must be 'Lax', 'Strict', 'None' or None")
         if self.same_site is not None and self.same_site.lower() == "none" and not self.secure:
@@ -106,6 +153,32 @@ def cookie_values(header: str, name: str) -> list[str]:
                 value = _unquote(value)
             values.append(value)
     return values
+
+
+def cookie_header(req: Any) -> Optional[str]:
+    """Every ``cookie`` field of an ASGI request, joined into one ``Cookie`` header; None without.
+
+    HTTP/2 and HTTP/3 clients may send their cookies as several ``cookie``
+    fields (RFC 9113 section 8.2.3), and an ASGI server may pass them on as they
+    came, or an HTTP/1.1 client may send two ``Cookie`` lines. Falcon's ASGI
+    ``req.get_header("Cookie")`` then gives only the last field (Falcon 3 and 4
+    treat ``Cookie`` as a header that cannot repeat), so a session cookie in
+    another field would be missed. Several fields are joined with ``"; "``, as
+    RFC 9113 says a server must before handing them to a generic application,
+    and decoded as Falcon decodes headers (Latin-1).
+
+    One field or none is read through Falcon's ``get_header``, as before. So is
+    a request without a scope, or whose header pairs cannot be read again: ASGI only promises
+    iterables, and Falcon's own test client passes one-shot iterators, which
+    Falcon has consumed by now.
+    """
+    try:
+        fields = [value for name, value in req.scope["headers"] if name == b"cookie"]
+    except (AttributeError, KeyError, TypeError, ValueError):  # no scope, or no longer readable
+        fields = []
+    if len(fields) < 2:
+        return req.get_header("Cookie")
+    return "; ".join(field.decode("latin-1") for field in fields)
 
 
 def vary_on_cookie(resp: Any) -> None:

@@ -32,6 +32,7 @@ from .cookies import (
     CookieSettings,
     CookieVerifier,
     Verified,
+    cookie_header,
     cookie_values,
     set_cookie,
     vary_on_cookie,
@@ -177,7 +178,7 @@ class SessionMiddleware:
         """
         lock = self._new_lock(req) if self.locks is not None else None
         try:
-            opened = await self._load_async(self.verified_cookies(req.get_header("Cookie")), lock)
+            opened = await self._load_async(self.verified_cookies(cookie_header(req)), lock)
         except SessionUnavailable as error:
             req.context[self.context_name] = Session(_raise, error)
             return
@@ -414,7 +415,7 @@ class SessionMiddleware:
         if save.cookie is CookieChange.ISSUE:
             assert save.sid is not None
             set_cookie(resp, self.cookie.header(self.signer.sign(save.sid), save.max_age, self.clock()))
-        elif cookie_values(req.get_header("Cookie") or "", self.cookie.name):
+        elif cookie_values(cookie_header(req) or "", self.cookie.name):
             set_cookie(resp, self.cookie.expired_header())
 
 

@@ -16,9 +16,10 @@ per ``Cookie`` header by :class:`~.cookies.CookieVerifier`, not here.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
-from typing import Optional, Sequence, Union
+from typing import Iterable, Optional, Sequence, Union
 
 from itsdangerous import Signer
 from itsdangerous.encoding import base64_decode, base64_encode
@@ -32,6 +33,10 @@ SALT = "hug_cookie_sessions.session-id"
 
 #: Handles name a session in listings without revealing its ID.
 HANDLE_SALT = "hug_cookie_sessions.session-handle"
+
+#: A handle's MAC: 16 bytes (128 bits), 22 characters of unpadded base64.
+HANDLE_MAC_BYTES = 16
+_HANDLE_MAC_CHARS = 22
 
 #: Anything longer cannot be a cookie this package issued; reject it unread.
 MAX_TOKEN_LENGTH = 256
@@ -70,7 +75,7 @@ class SessionSigner:
         handles = Signer(
             signer.secret_keys, salt=HANDLE_SALT, key_derivation="hmac", digest_method=hashlib.sha256
         )
-        self._handle_key = handles.derive_key()
+        self._handle_keys = [handles.derive_key(key) for key in reversed(handles.secret_keys)]
 
     def sign(self, sid: str) -> str:
         """The cookie value for ``sid``, signed with the newest key."""
@@ -100,21 +105,75 @@ class SessionSigner:
     def handle(self, user_id: str, sid: str) -> str:
         """An opaque name for one of ``user_id``'s sessions, safe to show in a page.
 
-        It is ``<user id, base64>.<MAC of the session ID>``: it tells whose session
-        it is, but the session ID cannot be recovered from it, so a listing of a
-        user's sessions never hands out a working cookie.
+        It is ``<user ID as UTF-8, unpadded URL-safe base64>.<MAC of the session ID>``
+        (the MAC is 16 bytes of HMAC-SHA256 with a key derived from the newest
+        secret, 22 characters): it tells whose session it is, but the session ID
+        cannot be recovered from it, so a listing of a user's sessions never hands
+        out a working cookie.
+
+        Trade-off: the handle carries the user ID, so it is ``4/3 * (UTF-8 bytes of
+        the user ID) + 23`` characters long rather than of a fixed length. It has to:
+        :meth:`handle_user` tells whose a handle is without store I/O, and
+        ``revoke(handle)`` gets nothing else to find the session by (the store
+        indexes sessions by user, and has no index by handle). Nothing caps that
+        length, so long and non-ASCII user IDs (lone surrogates too) give handles
+        that work. The user part is not signed on its own; it needs no signature,
+        because a handle opens only a session listed under the user it names and
+        whose MAC it carries: changing either part names no session.
         """
-        mac = self._algorithm.get_signature(self._handle_key, sid.encode("ascii"))[:16]
-        user = base64_encode(user_id.encode("utf-8")).decode("ascii")
-        return f"{user}.{base64_encode(mac).decode('ascii')}"
+        user = base64_encode(user_id.encode("utf-8", "surrogatepass")).decode("ascii")
+        return f"{user}.{base64_encode(self._handle_mac(self._handle_keys[0], sid)).decode('ascii')}"
 
     @staticmethod
     def handle_user(handle: str) -> Optional[str]:
-        """The user ID a handle names, or None if it is malformed."""
-        user, sep, _ = handle.partition(".")
-        if not sep or len(handle) > MAX_TOKEN_LENGTH:
+        """The user ID a handle names, or None for anything that is not a handle this
+        package issues (any string, or another type, gives an answer, never an error)."""
+        parsed = _parse_handle(handle)
+        return parsed[0] if parsed is not None else None
+
+    def handle_session(self, handle: str, sids: Iterable[str]) -> Optional[str]:
+        """The one of ``sids`` that ``handle`` names, or None.
+
+        The MAC is checked with every key, newest first, so a handle shown before
+        a key rotation keeps working while its key is in the list; the MACs are
+        compared in constant time. ``sids`` should be the sessions of
+        :meth:`handle_user`'s user: that is what binds the handle to its user.
+        """
+        parsed = _parse_handle(handle)
+        if parsed is None:
             return None
-        try:
-            return base64_decode(user).decode("utf-8")
-        except (BadData, UnicodeDecodeError):
-            return None
+        mac = parsed[1]
+        for key in self._handle_keys:
+            for sid in sids:
+                if hmac.compare_digest(self._handle_mac(key, sid), mac):
+                    return sid
+        return None
+
+    def _handle_mac(self, key: bytes, sid: str) -> bytes:
+        return self._algorithm.get_signature(key, sid.encode("ascii", "replace"))[:HANDLE_MAC_BYTES]
+
+
+def _parse_handle(handle: object) -> Optional[tuple[str, bytes]]:
+    """``(user ID, MAC)`` of a well-formed handle, in canonical spelling; None for anything else."""
+    if not isinstance(handle, str) or not handle.isascii():
+        return None
+    user, sep, mac = handle.partition(".")
+    if not sep or not user or len(mac) != _HANDLE_MAC_CHARS:
+        return None
+    raw_user, raw_mac = _canonical_base64(user), _canonical_base64(mac)
+    if raw_user is None or raw_mac is None:
+        return None
+    try:
+        return raw_user.decode("utf-8", "surrogatepass"), raw_mac
+    except UnicodeDecodeError:
+        return None
+
+
+def _canonical_base64(text: str) -> Optional[bytes]:
+    """The bytes ``text`` spells in unpadded URL-safe base64, if that is the only way to spell
+    them (the decoder skips foreign characters, which would let many strings name one handle)."""
+    try:
+        raw = base64_decode(text)
+    except BadData:
+        return None
+    return raw if base64_encode(raw).decode("ascii") == text else None

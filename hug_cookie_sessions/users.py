@@ -8,7 +8,6 @@ in a page must not hand out working cookies.
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -89,11 +88,19 @@ class UserSessions:
             raise store_failed(error, "delete_user_sessions") from error
 
     def revoke(self, handle: str) -> bool:
-        """End the one session named by ``handle``; False if there is none."""
+        """End the one session named by ``handle``; False if there is none.
+
+        Any string (or other value) that is not a live session's handle gives
+        False, never an error: handles come back from forms. A handle shown
+        before a key rotation works while its key is in the list. A store
+        failure is a 503.
+        """
         self._check_index()
         user_id = self.signer.handle_user(handle)
+        if user_id is None:
+            return False
         try:
-            sid = self._find(handle, user_id, self.store.user_sessions(user_id)) if user_id else None
+            sid = self.signer.handle_session(handle, _listed(self.store.user_sessions, user_id))
             if sid is not None:
                 self.store.delete(sid)
         except SessionStoreError as error:
@@ -104,12 +111,11 @@ class UserSessions:
         """:meth:`revoke` for asyncio apps."""
         self._check_index()
         user_id = self.signer.handle_user(handle)
+        if user_id is None:
+            return False
         try:
-            sid = (
-                self._find(handle, user_id, await self.async_store.user_sessions(user_id))
-                if user_id
-                else None
-            )
+            sids = await _listed_async(self.async_store.user_sessions, user_id)
+            sid = self.signer.handle_session(handle, sids)
             if sid is not None:
                 await self.async_store.delete(sid)
         except SessionStoreError as error:
@@ -126,14 +132,6 @@ class UserSessions:
         if not self._indexed:
             raise TypeError(f"{type(self.store).__name__} cannot list or revoke a user's sessions")
 
-    def _find(self, handle: str, user_id: str, records: dict[str, Record]) -> Optional[str]:
-        """The ID among ``records``, ``user_id``'s sessions, that ``handle`` names (compared in
-        constant time)."""
-        for sid in records:
-            if hmac.compare_digest(self.signer.handle(user_id, sid), handle):
-                return sid
-        return None
-
     def _infos(self, user_id: str, records: dict[str, Record]) -> list[SessionInfo]:
         now = self.clock()
         sessions = [
@@ -147,3 +145,20 @@ class UserSessions:
             if record.expires_at > now
         ]
         return sorted(sessions, key=lambda info: info.created_at, reverse=True)
+
+
+def _listed(user_sessions: Callable[[str], dict[str, Record]], user_id: str) -> list[str]:
+    """The IDs of ``user_id``'s sessions; none when the store cannot even encode the user ID
+    (a lone surrogate, for a store that cannot keep one): no session can be bound to it."""
+    try:
+        return list(user_sessions(user_id))
+    except UnicodeError:
+        return []
+
+
+async def _listed_async(user_sessions: Callable[[str], Any], user_id: str) -> list[str]:
+    """:func:`_listed` with an async store."""
+    try:
+        return list(await user_sessions(user_id))
+    except UnicodeError:
+        return []

@@ -436,3 +436,25 @@ def test_session_store_setting_takes_a_url_or_a_path(app, tmp_path):
     assert isinstance(app.store_from_setting("memory://"), MemoryStore)
     with pytest.raises(ValueError, match="unsupported session store URL"):
         app.store_from_setting("mysql://localhost/db")
+
+
+def test_a_user_with_a_long_non_ascii_name_can_end_another_of_their_sessions(example_server):
+    name = "\U0001f642" * 63 + "é"  # 64 characters, the longest the app takes: 254 UTF-8 bytes
+    with _client(example_server) as laptop, _client(example_server) as phone:
+        for browser in (laptop, phone):
+            assert browser.post(f"{browser.base}/login", data={"username": name}).json() == {"user": name}
+        listed = laptop.get(f"{laptop.base}/api/sessions").json()["sessions"]
+        other = next(entry["handle"] for entry in listed if not entry["current"])
+
+        revoked = laptop.post(f"{laptop.base}/sessions/revoke", data={"handle": other})
+        garbage = laptop.post(f"{laptop.base}/sessions/revoke", data={"handle": other + "é"})
+        user, _, mac = other.partition(".")
+        forged = f"{user}.{'B' if mac[0] == 'A' else 'A'}{mac[1:]}"  # the same user, another MAC
+        assert laptop.post(f"{laptop.base}/sessions/revoke", data={"handle": forged}).json() == {
+            "revoked": False
+        }
+
+        assert revoked.json() == {"revoked": True}
+        assert garbage.status_code == 400  # not a handle of theirs; it was a 500 (TypeError)
+        assert phone.get(f"{phone.base}/api/session").json() == {"session": None}
+        assert laptop.get(f"{laptop.base}/api/session").json()["session"]["user"] == name
