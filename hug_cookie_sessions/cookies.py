@@ -4,12 +4,14 @@ Falcon 2.0 (hug's pin) has no SameSite in ``set_cookie`` and Falcon 4 changed
 ``unset_cookie``'s arguments, so the header is written here and added with
 ``resp.append_header("Set-Cookie", ...)``, which every Falcon emits as a
 header line of its own. The other response headers a session sets (``Vary``,
-``Cache-Control``) go through Falcon's public header methods too.
+``Cache-Control``) go through Falcon's public header methods too; which responses keep a
+session's changes is decided here from the response (:func:`response_keeps_changes`).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -17,6 +19,7 @@ from http.cookies import _unquote
 from typing import Any, Optional, Sequence
 
 from .signing import SessionSigner
+from .stores.base import Record
 
 log = logging.getLogger("hug_cookie_sessions")
 
@@ -269,3 +272,45 @@ class CookieVerifier:
             if header not in self._remembered and len(self._remembered) >= REMEMBERED_HEADERS:
                 del self._remembered[next(iter(self._remembered))]
             self._remembered[header] = verified
+
+
+#: The status codes below 500, as a status line starts: "000" to "499".
+_BELOW_500 = frozenset(f"{code:03d}" for code in range(500))
+
+
+def response_keeps_changes(req_succeeded: bool, status: Any) -> bool:
+    """Whether a request's session changes are saved: Django's rule. Not when the response is a
+    5xx; otherwise when the handler succeeded, or raised an HTTP status or error that Falcon
+    turned into this response (a redirect, a 4xx: "log in, then redirect" keeps the login).
+
+    Falcon reports ``req_succeeded=False`` for any raise, rendered or not. What it did not
+    render is still in flight while the response hooks run (Falcon 2 re-raises it after them;
+    Falcon 3 and 4 render every exception, anything unexpected as a 500), so it shows in
+    :func:`sys.exc_info`.
+    """
+    # A status is "503 Service Unavailable", 503 or an HTTPStatus; an unreadable one counts as a 5xx.
+    if status >= 500 if isinstance(status, int) else str(status)[:3] not in _BELOW_500:
+        return False
+    return req_succeeded or sys.exc_info()[1] is None
+
+
+def the_live_one(verified: Verified, records: Sequence[Optional[Record]], now: float) -> Verified:
+    """Of several validly signed session cookies (``records``: each one's stored record, or
+    None), the one that names a live session at ``now``; none when two or more do.
+
+    Two live sessions in one request mean a cookie was tossed in beside the visitor's own (by a
+    sibling subdomain or a plain-http page of the domain), or the cookie's path or domain
+    changed: opening either could let one person's writes land in another's session.
+    """
+    live = tuple(
+        ids for ids, record in zip(verified, records) if record is not None and record.expires_at > now
+    )
+    if len(live) > 1:
+        log.warning(
+            "Opened no session: the request carried %d validly signed cookies of different live "
+            "sessions (a cookie tossed in by another site of the domain, or a changed "
+            "cookie_path or cookie_domain); use a __Host- cookie name to rule tossing out",
+            len(live),
+        )
+        return ()
+    return live

@@ -18,7 +18,6 @@ when the request carries a session cookie.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from functools import partial
 from typing import Any, Callable, Optional, Sequence, Union
@@ -34,7 +33,9 @@ from .cookies import (
     Verified,
     cookie_header,
     cookie_values,
+    response_keeps_changes,
     set_cookie,
+    the_live_one,
     vary_on_cookie,
 )
 from .errors import SessionBusy, SessionStoreError, SessionUnavailable, SessionValueError, store_failed
@@ -271,17 +272,14 @@ class SessionMiddleware:
 
     def _load(self, verified: Verified, lock: Optional[RequestLock] = None) -> Opened:
         """The session that ``verified`` names, locked first with a ``lock``: the one live
-        session among them (see :meth:`_the_live_one`)."""
+        session among them (see :func:`~.cookies.the_live_one`)."""
         if len(verified) > 1:
-            verified = self._the_live_one(verified, [self._load_record(sid) for sid, _ in verified])
+            verified = the_live_one(verified, [self._load_record(sid) for sid, _ in verified], self.clock())
         now = self.clock()
         for sid, current_key in verified:
             if lock is not None:
                 lock.acquire(sid)
-            try:
-                record = self.blocking_store.load(sid)
-            except SessionStoreError as error:
-                raise store_failed(error, "load") from error
+            record = self._load_record(sid)
             if record is not None and record.expires_at > now:
                 return sid, record, not current_key
             if lock is not None:
@@ -298,35 +296,12 @@ class SessionMiddleware:
         for sid, current_key in verified:
             if lock is not None:
                 await lock.acquire_async(sid)
-            try:
-                record = await self.async_store.load(sid)
-            except SessionStoreError as error:
-                raise store_failed(error, "load") from error
+            record = await self._load_record_async(sid)
             if record is not None and record.expires_at > now:
                 return sid, record, not current_key
             if lock is not None:
                 await lock.release_async()
         return NOT_FOUND
-
-    def _the_live_one(self, verified: Verified, records: list[Optional[Record]]) -> Verified:
-        """Of several validly signed session cookies (``records``: each one's stored record), the
-        one that names a live session; none when two or more do. Two live sessions in one
-        request mean a cookie was tossed in beside the visitor's own (by a sibling subdomain or
-        a plain-http page of the domain), or the cookie's path or domain changed: opening either
-        could let one person's writes land in another's session."""
-        now = self.clock()
-        live = [
-            ids for ids, record in zip(verified, records) if record is not None and record.expires_at > now
-        ]
-        if len(live) > 1:
-            log.warning(
-                "Opened no session: the request carried %d validly signed cookies of different live "
-                "sessions (a cookie tossed in by another site of the domain, or a changed "
-                "cookie_path or cookie_domain); use a __Host- cookie name to rule tossing out",
-                len(live),
-            )
-            return ()
-        return tuple(live)
 
     def _load_record(self, sid: str) -> Optional[Record]:
         try:
@@ -456,23 +431,3 @@ def _preloaded(opened: Opened) -> Opened:
 def _raise(error: Exception) -> Opened:
     """The loader of a session whose loading failed (ASGI): the failure, on first use."""
     raise error
-
-
-#: The status codes below 500, as a status line starts: "000" to "499".
-_BELOW_500 = frozenset(f"{code:03d}" for code in range(500))
-
-
-def response_keeps_changes(req_succeeded: bool, status: Any) -> bool:
-    """Whether a request's session changes are saved: Django's rule. Not when the response is a
-    5xx; otherwise when the handler succeeded, or raised an HTTP status or error that Falcon
-    turned into this response (a redirect, a 4xx: "log in, then redirect" keeps the login).
-
-    Falcon reports ``req_succeeded=False`` for any raise, rendered or not. What it did not
-    render is still in flight while the response hooks run (Falcon 2 re-raises it after them;
-    Falcon 3 and 4 render every exception, anything unexpected as a 500), so it shows in
-    :func:`sys.exc_info`.
-    """
-    # A status is "503 Service Unavailable", 503 or an HTTPStatus; an unreadable one counts as a 5xx.
-    if status >= 500 if isinstance(status, int) else str(status)[:3] not in _BELOW_500:
-        return False
-    return req_succeeded or sys.exc_info()[1] is None
