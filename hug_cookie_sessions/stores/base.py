@@ -13,6 +13,7 @@ session back.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Collection, Mapping, Optional, Protocol, runtime_checkable
@@ -145,12 +146,17 @@ def provides(store: Any, protocol: type) -> bool:
     return all(callable(getattr(store, name, None)) for name in names)
 
 
+#: A password given as a query parameter (libpq's ``?password=``, or redis-py's).
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
 def redacted_url(url: str) -> str:
-    """``url`` without its password: store URLs end up in error messages and logs, secrets must not."""
+    """``url`` without its password (in the userinfo or a ``password=`` query parameter): store
+    URLs end up in error messages and logs, secrets must not."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable>"
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
+    if parts.password is not None:
+        url = url.replace(f":{parts.password}@", ":***@", 1)
+    return _QUERY_PASSWORD.sub(r"\1***", url)
