@@ -90,6 +90,11 @@ class PrivateServer:
             server_binary("pg_ctl"), "-D", str(self.data), "-o", options, "-l", log, "-w", "-t", "30", "start"
         )
 
-    def stop(self, mode: str = "fast") -> None:
+    #: How :meth:`stop` stops the server by default: ``fast``, or ``immediate`` (like a crash).
+    stop_mode = "fast"
+
+    def stop(self, mode: Optional[str] = None) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
-            self._run(server_binary("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+            self._run(
+                server_binary("pg_ctl"), "-D", str(self.data), "-m", mode or self.stop_mode, "-w", "stop"
+            )
