@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import inspect
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -46,6 +47,8 @@ class CommandError(Exception):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     args = _parser().parse_args(argv)
+    # psycopg's pool logs each failed connection attempt; the one-line error below says it all.
+    logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
     try:
         return args.command(args)
     except CommandError as error:

@@ -178,7 +178,7 @@ def verdict(found: Collection[bool], meta: Mapping[str, str], table_prefix: str)
 
 def absent_message(table_prefix: str) -> str:
     """Why a command that never creates tables refuses a database without them."""
-    return f"this database holds no {SCHEMA_OWNER} tables with table_prefix {table_prefix!r}"
+    return f"this PostgreSQL database holds no {SCHEMA_OWNER} tables with table_prefix {table_prefix!r}"
 
 
 class Purge:
