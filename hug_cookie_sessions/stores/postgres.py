@@ -63,21 +63,15 @@ class PostgresStore:
         self.statements = schema.Statements(table_prefix)
         self.table_prefix = table_prefix
         self.purge_interval = purge_interval
+        self._purges = schema.PurgeSchedule(purge_interval)
         self._lock = threading.Lock()
         self._ready = False
-        self._next_purge = 0.0
         self._pid = -1
         if isinstance(conninfo_or_pool, str):
             conninfo = schema.with_timeouts(conninfo_or_pool, connect_timeout, statement_timeout)
             self._failures = schema.Failures.for_conninfo(conninfo)
             self._new_pool: Optional[Callable[[], ConnectionPool]] = lambda: ConnectionPool(
-                conninfo,
-                open=False,
-                kwargs={"autocommit": True},
-                min_size=schema.POOL_MIN_SIZE,
-                max_size=schema.POOL_MAX_SIZE,
-                timeout=pool_timeout,
-                name=f"hug-cookie-sessions:{table_prefix}",
+                conninfo, **schema.pool_options(pool_timeout, table_prefix)
             )
             self._pool: Optional[ConnectionPool] = None
         elif isinstance(conninfo_or_pool, ConnectionPool):
@@ -139,9 +133,7 @@ class PostgresStore:
     def create(self, sid: str, record: Record) -> None:
         with self._connection("create") as db:
             db.execute(self.statements.create, schema.record_params(sid, record))
-        now = time.time()
-        if now >= self._next_purge:
-            self._next_purge = now + self.purge_interval
+        if self._purges.due():
             with contextlib.suppress(SessionStoreError):  # the session is stored: purging can wait
                 self.purge_expired(max_batches=1)
 

@@ -49,20 +49,12 @@ class AsyncPostgresStore:
         self.statements = schema.Statements(table_prefix)
         self.table_prefix = table_prefix
         self.purge_interval = purge_interval
+        self._purges = schema.PurgeSchedule(purge_interval)
         self._ready = False
-        self._next_purge = 0.0
         if isinstance(conninfo_or_pool, str):
             conninfo = schema.with_timeouts(conninfo_or_pool, connect_timeout, statement_timeout)
             self._failures = schema.Failures.for_conninfo(conninfo)
-            self.pool = AsyncConnectionPool(
-                conninfo,
-                open=False,
-                kwargs={"autocommit": True},
-                min_size=schema.POOL_MIN_SIZE,
-                max_size=schema.POOL_MAX_SIZE,
-                timeout=pool_timeout,
-                name=f"hug-cookie-sessions:{table_prefix}",
-            )
+            self.pool = AsyncConnectionPool(conninfo, **schema.pool_options(pool_timeout, table_prefix))
             self._owns_pool = True
         elif isinstance(conninfo_or_pool, AsyncConnectionPool):
             self._failures = schema.Failures.for_conninfo(conninfo_or_pool.conninfo)
@@ -112,9 +104,7 @@ class AsyncPostgresStore:
 
     async def create(self, sid: str, record: Record) -> None:
         await self._run("create", self.statements.create, schema.record_params(sid, record))
-        now = time.time()
-        if now >= self._next_purge:
-            self._next_purge = now + self.purge_interval
+        if self._purges.due():
             with contextlib.suppress(SessionStoreError):  # the session is stored: purging can wait
                 await self.purge_expired(max_batches=1)
 

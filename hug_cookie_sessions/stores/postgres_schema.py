@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from typing import Any, Callable, Collection, Iterator, Mapping, Optional
 from urllib.parse import urlsplit
 
@@ -179,6 +180,34 @@ def verdict(found: Collection[bool], meta: Mapping[str, str], table_prefix: str)
 def absent_message(table_prefix: str) -> str:
     """Why a command that never creates tables refuses a database without them."""
     return f"this PostgreSQL database holds no {SCHEMA_OWNER} tables with table_prefix {table_prefix!r}"
+
+
+def pool_options(pool_timeout: float, table_prefix: str) -> dict[str, Any]:
+    """How a store makes its own pool (blocking or async alike): autocommit connections, so a
+    statement is one round trip; opened on first use; waits for a connection bounded."""
+    return {
+        "open": False,
+        "kwargs": {"autocommit": True},
+        "min_size": POOL_MIN_SIZE,
+        "max_size": POOL_MAX_SIZE,
+        "timeout": pool_timeout,
+        "name": f"{SCHEMA_OWNER}:{table_prefix}",
+    }
+
+
+class PurgeSchedule:
+    """When a new session's write also purges: at most once per ``interval`` seconds (per store)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval, self.next = interval, 0.0
+
+    def due(self) -> bool:
+        """Whether to purge now; if so, the next purge is ``interval`` seconds away."""
+        now = time.time()
+        if now < self.next:
+            return False
+        self.next = now + self.interval
+        return True
 
 
 class Purge:
