@@ -10,7 +10,7 @@ PORT ?= 8000
 $(VENV)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[hug,redis,test]'
+	$(BIN)/pip install --quiet -e '.[hug,redis,postgres,test]'
 	touch $@
 
 # --preload: the app is imported once, so both workers share the key made when SESSION_SECRET is unset.
@@ -39,7 +39,7 @@ bench-compare: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.compare --base $(BASE) $(COMPARE_ARGS)
 
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[hug,redis,test,bench]'
+	$(BIN)/pip install --quiet -e '.[hug,redis,postgres,test,bench]'
 	touch $@
 
 lint: $(VENV)/.installed

@@ -46,16 +46,16 @@ def run_tests(session: nox.Session, *requirements: str) -> None:
 @nox.session(python=["3.9", "3.11", "3.12", "3.13"])
 def hug(session: nox.Session) -> None:
     """hug 2.6 on Falcon 2.0: the whole suite against a hug API."""
-    run_tests(session, "-e", ".[hug,redis,test]")
+    run_tests(session, "-e", ".[hug,redis,postgres,test]")
 
 
 @nox.session(python=["3.11", "3.13"])
 def falcon4(session: nox.Session) -> None:
     """Falcon 4: the whole suite against falcon.App (WSGI) and falcon.asgi.App (ASGI, uvicorn)."""
-    run_tests(session, "-e", ".[redis,test]", "falcon>=4,<5")
+    run_tests(session, "-e", ".[redis,postgres,test]", "falcon>=4,<5")
 
 
 @nox.session(python="3.11")
 def falcon3(session: nox.Session) -> None:
     """Falcon 3.1: WSGI and ASGI, so the cookies are checked on every Falcon major version."""
-    run_tests(session, "-e", ".[redis,test]", "falcon>=3.1,<4")
+    run_tests(session, "-e", ".[redis,postgres,test]", "falcon>=3.1,<4")

@@ -1,9 +1,11 @@
 """Signed-cookie, server-side sessions for hug and Falcon.
 
-``RedisStore`` and ``AsyncRedisStore`` are imported on first use, so the
-``redis`` package is needed only by those who use them (``pip install 'hug-cookie-sessions[redis]'``).
+``RedisStore``, ``AsyncRedisStore``, ``PostgresStore`` and ``AsyncPostgresStore`` are imported
+on first use, so the ``redis`` package, and psycopg with psycopg-pool, are needed only by those who
+use them (``pip install 'hug-cookie-sessions[redis]'``, ``[postgres]``).
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -24,6 +26,8 @@ from .stores.url import store_from_url
 from .users import SessionInfo
 
 if TYPE_CHECKING:
+    from .stores.postgres import PostgresStore as PostgresStore
+    from .stores.postgres_async import AsyncPostgresStore as AsyncPostgresStore
     from .stores.redis import RedisStore as RedisStore  # not in __all__: star imports need no redis
     from .stores.redis_async import AsyncRedisStore as AsyncRedisStore
 
@@ -48,14 +52,18 @@ __all__ = [
 ]
 
 
+#: The stores whose driver is an optional extra, by the module that holds each.
+_LAZY = {
+    "RedisStore": "redis",
+    "AsyncRedisStore": "redis_async",
+    "PostgresStore": "postgres",
+    "AsyncPostgresStore": "postgres_async",
+}
+
+
 def __getattr__(name: str) -> Any:
-    """Import ``RedisStore`` or ``AsyncRedisStore`` when it is first asked for."""
-    if name == "RedisStore":
-        from .stores.redis import RedisStore
-
-        return RedisStore
-    if name == "AsyncRedisStore":
-        from .stores.redis_async import AsyncRedisStore
-
-        return AsyncRedisStore
+    """Import a store of :data:`_LAZY` when it is first asked for."""
+    if name in _LAZY:
+        module = importlib.import_module(f".stores.{_LAZY[name]}", __name__)
+        return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,6 +17,7 @@ import contextlib
 import importlib.metadata
 import inspect
 import json
+import logging
 import os
 import secrets
 import sys
@@ -48,6 +49,8 @@ class CommandError(Exception):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     args = _parser().parse_args(argv)
+    # psycopg's pool logs each failed connection attempt; the one-line error below says it all.
+    logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
     try:
         return args.command(args)
     except CommandError as error:
@@ -69,7 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Look after a hug-cookie-sessions store.",
-        epilog="Store URLs: sqlite:///relative.db, sqlite:////absolute/path.db, redis://host:port/db. "
+        epilog="Store URLs: sqlite:///relative.db, sqlite:////absolute/path.db, redis://host:port/db, "
+        "postgresql://user@host/db[?table_prefix=session]. "
         "Exit codes: 0 done, 2 usage error or unusable URL, 3 store unreachable or unreadable, "
         "130 interrupted.",
     )
@@ -166,7 +170,7 @@ def _purge(store: Any, args: argparse.Namespace) -> int:
 def run_stats(args: argparse.Namespace) -> int:
     """Report what the store can tell: live sessions, expired ones not purged yet, size on disk."""
     with opened_store(args.store_url) as store:
-        sizes = _sqlite_sizes(store.path) if isinstance(store, SQLiteStore) else None
+        sizes = _sqlite_sizes(store.path) if isinstance(store, SQLiteStore) else _optional(store, "sizes")
         report = {
             "store": type(store).__name__,
             "live": len(store) if hasattr(store, "__len__") else None,
@@ -226,9 +230,13 @@ def opened_store(url: str) -> Iterator[Any]:
         raise CommandError(
             f"this installation cannot open {scheme}:// stores ({error})", EXIT_USAGE
         ) from error
-    if isinstance(store, SQLiteStore):
-        _check_session_database(store.path)
     try:
+        if isinstance(store, SQLiteStore):
+            _check_session_database(store.path)
+        # A store that makes its tables on first use (PostgreSQL) checks them first, making none.
+        check_schema = getattr(store, "check_schema", None)
+        if callable(check_schema):
+            check_schema()
         # One cheap read of an ID that cannot exist, so an unreachable store is an
         # error even for commands the store answers without a round trip.
         store.load(new_session_id())
@@ -261,7 +269,7 @@ def _sqlite_sizes(path: str) -> dict[str, int]:
 # -- small helpers --------------------------------------------------------------------------------
 
 
-def _optional(store: Any, method: str) -> Optional[int]:
+def _optional(store: Any, method: str) -> Any:
     """``store.method()`` where the store offers it, else None."""
     found = getattr(store, method, None)
     return found() if callable(found) else None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -399,3 +401,72 @@ def cluster_store(redis_cluster):
 def redis_store(request):
     """The same test on a single Redis and on Redis Cluster."""
     return request.getfixturevalue(f"{request.param}_store")
+
+
+# -- PostgreSQL: this run's own database on the shared server (helpers in postgres_support.py) ------
+
+
+@pytest.fixture(scope="session")
+def postgres_url(unavailable) -> str:
+    """A database of this test run's own on the shared PostgreSQL (``PG_URL``, else
+    postgresql://postgres@127.0.0.1:5432/postgres), created with a random name and dropped at the end."""
+    from .postgres_support import scratch_database, unreachable
+
+    server = os.environ.get("PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    problem = unreachable(server)
+    if problem:
+        unavailable(f"no PostgreSQL at {server} ({problem}); start one or set PG_URL")
+    with scratch_database(server) as url:
+        yield url
+
+
+@pytest.fixture
+def table_prefix(postgres_url) -> str:
+    """Table names of this test's own in the run's database (dropped with it)."""
+    import secrets
+
+    return "t" + secrets.token_hex(5)
+
+
+@pytest.fixture
+def postgres_store(postgres_url, table_prefix):
+    """A PostgresStore on this run's database under this test's own tables."""
+    from hug_cookie_sessions import PostgresStore
+
+    store = PostgresStore(postgres_url, table_prefix=table_prefix)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def async_postgres_store(postgres_url, table_prefix):
+    """An AsyncPostgresStore on this run's database under this test's own tables, used through a
+    blocking facade (its pool lives on the facade's event loop)."""
+    from hug_cookie_sessions import AsyncPostgresStore
+    from hug_cookie_sessions.testing import BlockingFacade
+
+    async def make():
+        return AsyncPostgresStore(postgres_url, table_prefix=table_prefix)
+
+    facade = BlockingFacade(None)
+    facade.store = facade.run(make())
+    yield facade
+    facade.run(facade.store.aclose())
+    facade.close()
+
+
+@pytest.fixture
+def private_postgres(tmp_path_factory, unavailable):
+    """A PostgreSQL of this test's own on a free loopback port (``PrivateServer``), stopped afterwards."""
+    from .postgres_support import PrivateServer, server_binary
+
+    if not (server_binary("initdb") and server_binary("pg_ctl")):
+        unavailable("PostgreSQL's initdb and pg_ctl are not installed")
+    # Not tmp_path: the server runs as ``postgres``, which must reach its directory.
+    directory = Path(tempfile.mkdtemp(prefix="hcs-pg-"))
+    os.chmod(directory, 0o755)
+    server = PrivateServer(directory / "server", free_port())
+    server.start()
+    yield server
+    server.stop("immediate")
+    shutil.rmtree(directory, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""The test app as two gunicorn instances serve it in ``test_redis_app_servers.py``.
+"""The test app as two gunicorn instances serve it in ``test_app_servers.py``.
 
 Configured by the environment: ``REDIS_URL``, ``SESSION_PREFIX`` and ``SESSION_SECRET``.
 Plain HTTP on loopback, hence ``cookie_secure=False``.

@@ -119,7 +119,11 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) 
 
 
 def store_env(kind: str, request: Any, tmp_path: Path) -> dict[str, str]:
-    """The served app's store settings for ``kind`` (Redis: the shared server, a prefix of this test's)."""
+    """The served app's store settings for ``kind`` (Redis: the shared server, a prefix of this test's;
+    PostgreSQL: the run's database, tables of this test's)."""
+    if kind == "postgres":
+        url, prefix = request.getfixturevalue("postgres_url"), request.getfixturevalue("table_prefix")
+        return {"SESSION_STORE": f"{url}?table_prefix={prefix}"}
     if kind == "memory":
         return {"SESSION_STORE": "memory://"}
     if kind == "sqlite":

@@ -183,3 +183,59 @@ def test_with_lock_overlapping_asgi_requests_of_one_session_take_turns_on_async_
         assert visitor.get("/all").json()["data"] == {"n": 1, "log": ["second"]}
     finally:
         servers.stop_all()
+
+
+# -- Redis Cluster ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def async_cluster_store(redis_cluster):
+    """An AsyncRedisStore on the local cluster (from its ``redis+cluster://`` URL) under this test's
+    own prefix, through a blocking facade; its keys are deleted afterwards."""
+    from .redis_support import delete_prefix, unique_prefix
+
+    prefix = unique_prefix()
+    facade = BlockingFacade(None)
+    facade.store = facade.run(_make(redis_cluster.url, prefix))
+    yield facade
+    facade.run(facade.store.aclose())
+    facade.close()
+    delete_prefix(redis_cluster.client, prefix)
+
+
+class TestAsyncRedisStoreOnCluster(StoreConformance, UserIndexConformance, LockingConformance):
+    @pytest.fixture
+    def store(self, async_cluster_store):
+        return async_cluster_store
+
+
+def test_async_cluster_regenerate_moves_a_session_across_slots_leaving_a_tombstone(
+    async_cluster_store, redis_cluster
+):
+    client, prefix = redis_cluster.client, async_cluster_store.store.prefix
+    old = new_session_id()
+    new = next(
+        sid
+        for sid in iter(new_session_id, None)
+        if client.keyslot(prefix + sid) != client.keyslot(prefix + old)
+    )
+    async_cluster_store.create(old, record({"a": "1"}, user_id="ada"))
+    assert async_cluster_store.rotate(old, new, record({"a": "1", "b": "2"}, user_id="ada")) is True
+    assert async_cluster_store.load(new).data == {"a": "1", "b": "2"}
+    assert async_cluster_store.load(old) is None
+    assert client.hgetall(prefix + old) == {b"moved": new.encode()}  # RedisStore's tombstone
+    assert async_cluster_store.apply(old, {"c": "3"}, (), record().expires_at) is False
+    assert set(async_cluster_store.user_sessions("ada")) == {new}
+    # A rotate of a session that is gone creates nothing under the new ID.
+    gone, unused = new_session_id(), new_session_id()
+    assert async_cluster_store.rotate(gone, unused, record({"a": "1"})) is False
+    assert client.exists(prefix + unused) == 0
+
+
+def test_the_async_and_the_blocking_store_share_sessions_on_a_cluster(async_cluster_store, redis_cluster):
+    blocking = RedisStore(redis_cluster.client, prefix=async_cluster_store.store.prefix)
+    sid, new_sid = new_session_id(), new_session_id()
+    blocking.create(sid, record({"a": "1"}))
+    assert async_cluster_store.rotate(sid, new_sid, record({"a": "1"}, user_id="bob"))
+    assert blocking.load(sid) is None and blocking.load(new_sid).data == {"a": "1"}
+    assert set(blocking.user_sessions("bob")) == {new_sid}

@@ -247,8 +247,8 @@ def count_concurrently(url: str) -> tuple[list[int], int, float]:
 
 @pytest.mark.parametrize(
     "kind, workers, threads",
-    [("memory", 1, 8), ("sqlite", 2, 4), ("redis", 2, 4)],
-    ids=["memory-1x8", "sqlite-2x4", "redis-2x4"],
+    [("memory", 1, 8), ("sqlite", 2, 4), ("redis", 2, 4), ("postgres", 2, 4)],
+    ids=["memory-1x8", "sqlite-2x4", "redis-2x4", "postgres-2x4"],
 )
 @needs_hug  # gunicorn serves tests/served_app.py, a hug app
 def test_concurrent_increments_of_one_session_all_count(tmp_path, request, kind, workers, threads):

@@ -7,17 +7,23 @@ per-user index and locks, written by the same Lua scripts), so a WSGI app on
 key, the Redis and the ``prefix`` share their sessions.
 
 It talks to one Redis (standalone, or the primary that a Sentinel's
-``master_for()`` returns); for Redis Cluster use ``RedisStore`` (through a
-worker thread on ASGI).
+``master_for()`` returns) or to a Redis Cluster
+(``redis.asyncio.cluster.RedisCluster``, or a ``redis+cluster://`` URL). On a
+cluster it follows ``RedisStore``'s protocol to the letter: a user's index is
+updated before the write that binds a session to it, and a rotate creates the
+new hash, then retires the old one to a tombstone (see ``RedisStore``), so no
+request ever sees both IDs usable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Collection, Mapping, Optional, Union
 
 try:
     import redis.asyncio as aioredis
+    from redis.asyncio.cluster import RedisCluster
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
 except ImportError as error:  # pragma: no cover - depends on the installation
@@ -26,32 +32,38 @@ except ImportError as error:  # pragma: no cover - depends on the installation
     ) from error
 
 from . import redis_layout as layout
-from .base import Record
+from .base import Record, SessionStoreError
+
+AsyncClient = Union[aioredis.Redis, RedisCluster]
 
 
-def async_client_from_url(url: str) -> aioredis.Redis:
-    """A ``redis.asyncio`` client for ``url`` with ``RedisStore``'s bounded timeouts and single retry."""
+def async_client_from_url(url: str) -> AsyncClient:
+    """A ``redis.asyncio`` client for ``url`` with ``RedisStore``'s bounded timeouts and retries:
+    a ``redis.asyncio.Redis``, or for ``redis+cluster://`` a ``RedisCluster`` (it connects on first use)."""
+    timeouts = {"socket_connect_timeout": layout.CONNECT_TIMEOUT, "socket_timeout": layout.SOCKET_TIMEOUT}
+    if layout.scheme(url) == layout.CLUSTER_SCHEME:
+        retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
+        return RedisCluster.from_url("redis" + url[len(layout.CLUSTER_SCHEME) :], retry=retry, **timeouts)
     retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), 1, supported_errors=(aioredis.ConnectionError,))
-    return aioredis.Redis.from_url(
-        url, retry=retry, socket_connect_timeout=layout.CONNECT_TIMEOUT, socket_timeout=layout.SOCKET_TIMEOUT
-    )
+    return aioredis.Redis.from_url(url, retry=retry, **timeouts)
 
 
 class AsyncRedisStore:
     """Sessions in Redis for ``falcon.asgi.App``: every method a coroutine, every key under ``prefix``.
 
-    ``client_or_url`` is a :class:`redis.asyncio.Redis` or a ``redis://``,
-    ``rediss://`` or ``unix://`` URL. Every Redis failure raises
+    ``client_or_url`` is a :class:`redis.asyncio.Redis`, a
+    :class:`redis.asyncio.cluster.RedisCluster`, or a ``redis://``, ``rediss://``,
+    ``unix://`` or ``redis+cluster://`` URL. Every Redis failure raises
     :class:`~.base.SessionStoreError` (a 503) whose message holds no password.
     A client belongs to the event loop that first uses it: create the store
     where the app's loop runs it, and ``await store.aclose()`` on shutdown.
     """
 
-    def __init__(self, client_or_url: Union[aioredis.Redis, str], *, prefix: str = "session:") -> None:
+    def __init__(self, client_or_url: Union[AsyncClient, str], *, prefix: str = "session:") -> None:
         self._keys = layout.Keys(prefix)
         self.prefix = prefix
         if isinstance(client_or_url, str):
-            layout.require_scheme(client_or_url, layout.SERVER_SCHEMES, "AsyncRedisStore")
+            layout.require_scheme(client_or_url, layout.SCHEMES, "AsyncRedisStore")
             self._failures = layout.Failures.for_url(client_or_url)
             with self._failures.configuring():
                 self.client = async_client_from_url(client_or_url)
@@ -62,11 +74,25 @@ class AsyncRedisStore:
             options = client_or_url.connection_pool.connection_kwargs
             where = options.get("path") or f"{options.get('host')}:{options.get('port', 6379)}"
             self._failures = layout.Failures(where, options.get("password"))
+        elif isinstance(client_or_url, RedisCluster):
+            self.client, self._owns_client = client_or_url, False
+            password = client_or_url.connection_kwargs.get("password")
+            self._failures = layout.Failures("(Redis Cluster)", password)
         else:
             raise TypeError(
-                "AsyncRedisStore needs a redis.asyncio.Redis or a URL (Redis Cluster: RedisStore)"
+                "AsyncRedisStore needs a redis.asyncio.Redis, a redis.asyncio.cluster.RedisCluster or a URL"
             )
+        self.cluster = isinstance(self.client, RedisCluster)
         self._scripts = layout.Scripts.register(self.client)
+
+    async def _index(self, user_id: Optional[str], key: str, expires_at: float) -> list[str]:
+        """The index key for the write's own script on a single Redis; on a cluster the index is
+        in another slot and is updated now, before the write (``RedisStore._index``, awaited)."""
+        if user_id is None or not self.cluster:
+            return self._keys.indexes(user_id)
+        keep_ms = layout.index_keep_ms(expires_at, time.time())
+        await self._scripts.index_add(keys=[self._keys.user_index(user_id)], args=[key, keep_ms])
+        return []
 
     # -- the store protocol, awaited ---------------------------------------------------------
 
@@ -76,9 +102,10 @@ class AsyncRedisStore:
         return layout.loaded_record(fields, time.time(), sid)
 
     async def create(self, sid: str, record: Record) -> None:
-        keys = [self._keys.session(sid), *self._keys.indexes(record.user_id)]
+        key = self._keys.session(sid)
         with self._failures("create"):
-            await self._scripts.create(keys=keys, args=layout.create_args(record))
+            index = await self._index(record.user_id, key, record.expires_at)
+            await self._scripts.create(keys=[key, *index], args=layout.create_args(record))
 
     async def apply(
         self,
@@ -90,16 +117,35 @@ class AsyncRedisStore:
         user_id: Optional[str] = None,
         idle_timeout: Optional[int] = None,
     ) -> bool:
-        keys = [self._keys.session(sid), *self._keys.indexes(user_id)]
+        key = self._keys.session(sid)
         args = layout.apply_args(changed, removed, expires_at, user_id, idle_timeout, time.time())
         with self._failures("apply"):
-            return bool(await self._scripts.apply(keys=keys, args=args))
+            index = await self._index(user_id, key, expires_at)
+            return bool(await self._scripts.apply(keys=[key, *index], args=args))
 
     async def rotate(self, old_sid: str, new_sid: str, record: Record) -> bool:
+        if self.cluster:
+            return await self._rotate_across_slots(old_sid, new_sid, record)
         sessions = [self._keys.session(old_sid), self._keys.session(new_sid)]
         keys, args = [*sessions, *self._keys.indexes(record.user_id)], layout.rotate_args(record, time.time())
         with self._failures("rotate"):
             return bool(await self._scripts.rotate(keys=keys, args=args))
+
+    async def _rotate_across_slots(self, old_sid: str, new_sid: str, record: Record) -> bool:
+        """Redis Cluster: create the new hash, then retire the old one (``RedisStore.rotate``)."""
+        await self.create(new_sid, record)
+        args = [repr(time.time()), new_sid, layout.TOMBSTONE_MS]
+        try:
+            with self._failures("rotate"):
+                retired = await self._scripts.retire(keys=[self._keys.session(old_sid)], args=args)
+        except SessionStoreError:
+            # The client never learns the new ID after a failure, so nobody could use it.
+            with contextlib.suppress(SessionStoreError):
+                await self.delete(new_sid)
+            raise
+        if not retired:
+            await self.delete(new_sid)
+        return bool(retired)
 
     async def delete(self, sid: str) -> None:
         with self._failures("delete"):

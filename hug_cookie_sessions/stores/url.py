@@ -9,7 +9,16 @@ from .base import Store, provides, redacted_url
 from .hug_adapter import HugStore, HugStoreAdapter
 from .memory import MemoryStore
 
-SCHEMES = ("memory://", "sqlite:///path", "redis://", "rediss://", "unix://", "redis+cluster://")
+SCHEMES = (
+    "memory://",
+    "sqlite:///path",
+    "redis://",
+    "rediss://",
+    "unix://",
+    "redis+cluster://",
+    "postgresql://",
+    "postgres://",
+)
 
 
 def store_from_url(url: str) -> Store:
@@ -17,7 +26,9 @@ def store_from_url(url: str) -> Store:
 
     ``memory://``; ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``;
     ``redis://``, ``rediss://`` and ``unix://`` for one Redis server;
-    ``redis+cluster://host:port`` for a Redis Cluster (any node as the seed).
+    ``redis+cluster://host:port`` for a Redis Cluster (any node as the seed);
+    ``postgresql://`` or ``postgres://`` (a libpq URL) for PostgreSQL, where an
+    extra query parameter ``table_prefix=...`` names the tables and is not passed to libpq.
     """
     scheme, _, rest = url.partition("://")
     scheme = scheme.lower()
@@ -31,6 +42,12 @@ def store_from_url(url: str) -> Store:
         from .redis import RedisStore
 
         return RedisStore(url)
+    if scheme in ("postgresql", "postgres"):
+        from .postgres import PostgresStore
+        from .postgres_schema import split_url
+
+        conninfo, table_prefix = split_url(url)
+        return PostgresStore(conninfo, table_prefix=table_prefix or "session")
     raise ValueError(f"unsupported session store URL {redacted_url(url)!r}; use one of: {', '.join(SCHEMES)}")
 
 

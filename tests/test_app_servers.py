@@ -1,4 +1,5 @@
-"""Two app servers in separate gunicorn processes share their sessions through one Redis."""
+"""Two app servers in separate gunicorn processes share their sessions through one Redis, or one
+PostgreSQL database."""
 
 import os
 import subprocess
@@ -15,9 +16,9 @@ ROOT = Path(__file__).parent.parent
 
 
 class Gunicorn:
-    """``gunicorn tests.redis_app:app`` on a free loopback port, stopped by PID."""
+    """``gunicorn <app>`` (``tests.redis_app:app`` by default) on a free loopback port, stopped by PID."""
 
-    def __init__(self, environment: dict, log: Path) -> None:
+    def __init__(self, environment: dict, log: Path, app: str = "tests.redis_app:app") -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -29,7 +30,7 @@ class Gunicorn:
             "--graceful-timeout", "2",
             *_no_control_socket(),
             "--chdir", str(ROOT),
-            "tests.redis_app:app",
+            app,
         ]  # fmt: skip
         with open(log, "wb") as output:
             self.process = subprocess.Popen(
@@ -55,19 +56,25 @@ class Gunicorn:
             return False
 
 
-@pytest.fixture
-def two_app_servers(redis_url, redis_prefix, tmp_path):
+@pytest.fixture(params=["redis", "postgres"])
+def two_app_servers(request, tmp_path):
     environment = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        "REDIS_URL": redis_url,
-        "SESSION_PREFIX": redis_prefix,
         "SESSION_SECRET": "two-app-servers-secret-0123456789abcdef",
     }
+    if request.param == "redis":
+        environment["REDIS_URL"] = request.getfixturevalue("redis_url")
+        environment["SESSION_PREFIX"] = request.getfixturevalue("redis_prefix")
+        app = "tests.redis_app:app"
+    else:
+        environment["SESSION_STORE"] = request.getfixturevalue("postgres_url")
+        environment["SESSION_PREFIX"] = request.getfixturevalue("table_prefix")
+        app = "tests.postgres_app:app"
     servers = []
     try:
         for name in ("first", "second"):
-            servers.append(Gunicorn(environment, tmp_path / f"{name}.log"))
+            servers.append(Gunicorn(environment, tmp_path / f"{name}.log", app))
         yield servers
     finally:
         for server in servers:

@@ -1,0 +1,228 @@
+"""``PostgresStore``: sessions in the PostgreSQL an app already runs, shared by every app server.
+
+It keeps sessions as :mod:`.postgres_schema` describes (the tables and
+statements it shares with ``AsyncPostgresStore``), through psycopg 3 and a
+``psycopg_pool.ConnectionPool``. Every call is one statement on a pooled
+connection in autocommit mode, so one round trip: a load is one primary-key
+``SELECT``; ``create``, ``apply``, ``rotate`` and ``delete`` are one statement
+each, atomic on the server (``apply`` lands only in a live session; ``rotate``
+deletes the old row and inserts the new one in one statement).
+
+The tables are created on first use (one transaction under an advisory lock,
+so workers starting together do not collide) and carry a schema version.
+A server that is down, restarting or slow is a :class:`~.base.SessionStoreError`
+(a 503) within bounded timeouts; the pool replaces broken connections by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from typing import Callable, Collection, Iterator, Mapping, Optional, Union
+
+try:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+except ImportError as error:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "PostgresStore needs psycopg and psycopg-pool: pip install 'hug-cookie-sessions[postgres]'"
+    ) from error
+
+from . import postgres_schema as schema
+from .base import Record, SessionStoreError
+
+
+class PostgresStore:
+    """Sessions in PostgreSQL tables named ``<table_prefix>_sessions`` (and ``_locks``, ``_meta``).
+
+    ``conninfo_or_pool`` is a libpq URL (``postgresql://user@host/db``) or
+    ``key=value`` string, from which the store makes its own pool in each
+    process on first use (``connect_timeout`` and ``statement_timeout``, in
+    seconds, apply unless the conninfo sets its own; a call waits at most
+    ``pool_timeout`` for a connection); or a ``ConnectionPool`` you made and
+    opened (give it ``kwargs={"autocommit": True}``: otherwise every call costs
+    one more round trip, the commit, and set its timeouts yourself).
+
+    Expired sessions are never returned; they are deleted in batches at most
+    once per ``purge_interval`` seconds, piggybacked on a new session's write,
+    and by :meth:`purge_expired` (``hug-sessions purge``).
+    """
+
+    def __init__(
+        self,
+        conninfo_or_pool: Union[str, ConnectionPool],
+        *,
+        table_prefix: str = "session",
+        connect_timeout: float = schema.CONNECT_TIMEOUT,
+        statement_timeout: float = schema.STATEMENT_TIMEOUT,
+        pool_timeout: float = schema.POOL_TIMEOUT,
+        purge_interval: float = 300.0,
+    ) -> None:
+        self.statements = schema.Statements(table_prefix)
+        self.table_prefix = table_prefix
+        self.purge_interval = purge_interval
+        self._purges = schema.PurgeSchedule(purge_interval)
+        self._lock = threading.Lock()
+        self._ready = False
+        self._pid = -1
+        if isinstance(conninfo_or_pool, str):
+            conninfo = schema.with_timeouts(conninfo_or_pool, connect_timeout, statement_timeout)
+            self._failures = schema.Failures.for_conninfo(conninfo)
+            self._new_pool: Optional[Callable[[], ConnectionPool]] = lambda: ConnectionPool(
+                conninfo, **schema.pool_options(pool_timeout, table_prefix)
+            )
+            self._pool: Optional[ConnectionPool] = None
+        elif isinstance(conninfo_or_pool, ConnectionPool):
+            self._failures = schema.Failures.for_conninfo(conninfo_or_pool.conninfo)
+            self._new_pool, self._pool = None, conninfo_or_pool
+        else:
+            raise TypeError("PostgresStore needs a psycopg_pool.ConnectionPool or a conninfo/URL")
+
+    # -- connections -------------------------------------------------------------------------
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """This process's pool: made and opened on first use, anew after a fork (a pool's
+        connections and worker threads must not cross one)."""
+        if self._new_pool is None:
+            return self._pool
+        if self._pool is None or self._pid != os.getpid():
+            with self._lock:
+                if self._pool is None or self._pid != os.getpid():
+                    pool = self._new_pool()
+                    pool.open()  # returns at once; the pool connects in the background
+                    self._pool, self._pid = pool, os.getpid()
+        return self._pool
+
+    @contextlib.contextmanager
+    def _connection(self, action: str) -> Iterator[psycopg.Connection]:
+        """A pooled connection, the schema made or checked on the first call; psycopg errors
+        become SessionStoreError naming ``action``."""
+        with self._failures(action), self.pool.connection() as db:
+            if not self._ready:
+                self._prepare(db, create=True)
+            yield db
+
+    def _prepare(self, db: psycopg.Connection, *, create: bool) -> None:
+        """Check the tables are this package's and of this schema version; make them if absent
+        and ``create`` (else SessionStoreError). Once per store."""
+        statements = self.statements
+        found = db.execute(statements.find_tables, statements.table_names).fetchone()
+        meta = dict(db.execute(statements.read_meta).fetchall()) if found[0] else {}
+        if schema.verdict(found, meta, self.table_prefix) == schema.ABSENT:
+            if not create:
+                raise SessionStoreError(schema.absent_message(self.table_prefix))
+            db.execute(statements.create_schema)
+        self._ready = True
+
+    def check_schema(self) -> None:
+        """SessionStoreError unless the database holds this package's session tables; changes
+        nothing (what ``hug-sessions`` runs before any command)."""
+        with self._failures("check the tables"), self.pool.connection() as db:
+            self._prepare(db, create=False)
+
+    # -- the store protocol ------------------------------------------------------------------------
+
+    def load(self, sid: str) -> Optional[Record]:
+        with self._connection("load") as db:
+            row = db.execute(self.statements.load, (sid, time.time())).fetchone()
+        return schema.record_from_row(row)
+
+    def create(self, sid: str, record: Record) -> None:
+        with self._connection("create") as db:
+            db.execute(self.statements.create, schema.record_params(sid, record))
+        if self._purges.due():
+            with contextlib.suppress(SessionStoreError):  # the session is stored: purging can wait
+                self.purge_expired(max_batches=1)
+
+    def apply(
+        self,
+        sid: str,
+        changed: Mapping[str, str],
+        removed: Collection[str],
+        expires_at: float,
+        *,
+        user_id: Optional[str] = None,
+        idle_timeout: Optional[int] = None,
+    ) -> bool:
+        params = schema.apply_params(sid, changed, removed, expires_at, user_id, idle_timeout, time.time())
+        with self._connection("apply") as db:
+            return db.execute(self.statements.apply, params).rowcount == 1
+
+    def rotate(self, old_sid: str, new_sid: str, record: Record) -> bool:
+        params = schema.rotate_params(old_sid, new_sid, record, time.time())
+        with self._connection("rotate") as db:
+            return db.execute(self.statements.rotate, params).rowcount == 1
+
+    def delete(self, sid: str) -> None:
+        with self._connection("delete") as db:
+            db.execute(self.statements.delete, (sid,))
+
+    # -- session locks (lock=True) --------------------------------------------------------------
+
+    def acquire_lock(self, sid: str, token: str, lease: float) -> bool:
+        """Take ``sid``'s lock: a row of ``<prefix>_locks`` inserted, or taken over once its lease
+        ended, in one statement. Not an advisory lock: those belong to a connection, and a pooled
+        connection serves other requests between this one's acquire and release."""
+        now = time.time()
+        with self._connection("lock") as db:
+            return db.execute(self.statements.acquire_lock, (sid, token, now + lease, now)).rowcount == 1
+
+    def release_lock(self, sid: str, token: str) -> None:
+        with self._connection("unlock") as db:
+            db.execute(self.statements.release_lock, (sid, token))
+
+    # -- one user's sessions (UserIndex) ----------------------------------------------------------
+
+    def user_sessions(self, user_id: str) -> dict[str, Record]:
+        with self._connection("list user sessions") as db:
+            rows = db.execute(self.statements.user_sessions, (user_id, time.time())).fetchall()
+        return schema.user_records(rows, user_id)
+
+    def delete_user_sessions(self, user_id: str) -> int:
+        with self._connection("delete user sessions") as db:
+            return db.execute(self.statements.delete_user_sessions, (user_id, time.time())).fetchone()[0]
+
+    # -- maintenance ------------------------------------------------------------------------------
+
+    def purge_expired(
+        self,
+        *,
+        batch_size: int = 1000,
+        max_batches: Optional[int] = None,
+        progress: Optional[Callable[[int], None]] = None,
+    ) -> int:
+        """Delete expired sessions in batches of ``batch_size``, one short transaction each;
+        returns how many. Locks whose lease ended go with the first batch."""
+        purge = schema.Purge(batch_size, max_batches, progress)
+        while purge.more():
+            with self._connection("purge") as db:
+                if purge.first:
+                    db.execute(self.statements.purge_locks, (time.time(),))
+                purge.done(db.execute(self.statements.purge_batch, (time.time(), batch_size)).rowcount)
+        return purge.total
+
+    def __len__(self) -> int:
+        """Live sessions (one ``count(*)``: a dashboard's figure, not a per-request one)."""
+        return self._count(self.statements.count_live)
+
+    def count_expired(self) -> int:
+        """Expired sessions not purged yet."""
+        return self._count(self.statements.count_expired)
+
+    def _count(self, statement: str) -> int:
+        with self._connection("count") as db:
+            return db.execute(statement, (time.time(),)).fetchone()[0]
+
+    def sizes(self) -> dict[str, int]:
+        """Bytes on disk of the sessions and the locks table, indexes included."""
+        with self._connection("size") as db:
+            return dict(zip(("sessions table", "locks table"), db.execute(self.statements.sizes).fetchone()))
+
+    def close(self) -> None:
+        """Close this process's pool, if the store made it."""
+        if self._new_pool is not None and self._pool is not None:
+            self._pool.close()
+            self._pool = None

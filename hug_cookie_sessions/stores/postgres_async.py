@@ -1,0 +1,183 @@
+"""``AsyncPostgresStore``: :class:`~.postgres.PostgresStore` for asyncio apps, on psycopg's async API.
+
+It runs exactly the statements of :mod:`.postgres_schema`, as ``PostgresStore``
+does, on a ``psycopg_pool.AsyncConnectionPool``: a WSGI app on
+``PostgresStore`` and an ASGI app on ``AsyncPostgresStore`` that share the
+secret key, the database and the ``table_prefix`` share their sessions. The
+costs, the timeouts and the schema's creation on first use are ``PostgresStore``'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import AsyncIterator, Callable, Collection, Mapping, Optional, Union
+
+try:
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool
+except ImportError as error:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "AsyncPostgresStore needs psycopg and psycopg-pool: pip install 'hug-cookie-sessions[postgres]'"
+    ) from error
+
+from . import postgres_schema as schema
+from .base import Record, SessionStoreError
+
+
+class AsyncPostgresStore:
+    """Sessions in PostgreSQL for ``falcon.asgi.App``: every method a coroutine.
+
+    Takes ``PostgresStore``'s arguments; a pool you pass is an
+    ``AsyncConnectionPool`` (autocommit connections, opened by you). A pool the
+    store makes from a conninfo opens on first use and belongs to the event
+    loop that first uses it: create the store where the app's loop runs it,
+    and ``await store.aclose()`` on shutdown.
+    """
+
+    def __init__(
+        self,
+        conninfo_or_pool: Union[str, AsyncConnectionPool],
+        *,
+        table_prefix: str = "session",
+        connect_timeout: float = schema.CONNECT_TIMEOUT,
+        statement_timeout: float = schema.STATEMENT_TIMEOUT,
+        pool_timeout: float = schema.POOL_TIMEOUT,
+        purge_interval: float = 300.0,
+    ) -> None:
+        self.statements = schema.Statements(table_prefix)
+        self.table_prefix = table_prefix
+        self.purge_interval = purge_interval
+        self._purges = schema.PurgeSchedule(purge_interval)
+        self._ready = False
+        if isinstance(conninfo_or_pool, str):
+            conninfo = schema.with_timeouts(conninfo_or_pool, connect_timeout, statement_timeout)
+            self._failures = schema.Failures.for_conninfo(conninfo)
+            self.pool = AsyncConnectionPool(conninfo, **schema.pool_options(pool_timeout, table_prefix))
+            self._owns_pool = True
+        elif isinstance(conninfo_or_pool, AsyncConnectionPool):
+            self._failures = schema.Failures.for_conninfo(conninfo_or_pool.conninfo)
+            self.pool, self._owns_pool = conninfo_or_pool, False
+        else:
+            raise TypeError("AsyncPostgresStore needs a psycopg_pool.AsyncConnectionPool or a conninfo/URL")
+
+    # -- connections, awaited ------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, action: str) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A pooled connection (the pool opened, the schema made or checked on first use);
+        psycopg errors become SessionStoreError naming ``action``."""
+        with self._failures(action):
+            if self._owns_pool:
+                await self.pool.open()  # returns at once once open
+            async with self.pool.connection() as db:
+                if not self._ready:
+                    await self._prepare(db, create=True)
+                yield db
+
+    async def _prepare(self, db: psycopg.AsyncConnection, *, create: bool) -> None:
+        """``PostgresStore._prepare``, awaited: check the tables, make them if absent and ``create``."""
+        statements = self.statements
+        found = await (await db.execute(statements.find_tables, statements.table_names)).fetchone()
+        meta = dict(await (await db.execute(statements.read_meta)).fetchall()) if found[0] else {}
+        if schema.verdict(found, meta, self.table_prefix) == schema.ABSENT:
+            if not create:
+                raise SessionStoreError(schema.absent_message(self.table_prefix))
+            await db.execute(statements.create_schema)
+        self._ready = True
+
+    async def _one(self, action: str, statement: str, params: tuple) -> Optional[tuple]:
+        """The first row ``statement`` returns (None for none)."""
+        async with self._connection(action) as db:
+            return await (await db.execute(statement, params)).fetchone()
+
+    async def _run(self, action: str, statement: str, params: tuple) -> int:
+        """Run ``statement``; the number of rows it changed."""
+        async with self._connection(action) as db:
+            return (await db.execute(statement, params)).rowcount
+
+    # -- the store protocol, awaited --------------------------------------------------------------
+
+    async def load(self, sid: str) -> Optional[Record]:
+        return schema.record_from_row(await self._one("load", self.statements.load, (sid, time.time())))
+
+    async def create(self, sid: str, record: Record) -> None:
+        await self._run("create", self.statements.create, schema.record_params(sid, record))
+        if self._purges.due():
+            with contextlib.suppress(SessionStoreError):  # the session is stored: purging can wait
+                await self.purge_expired(max_batches=1)
+
+    async def apply(
+        self,
+        sid: str,
+        changed: Mapping[str, str],
+        removed: Collection[str],
+        expires_at: float,
+        *,
+        user_id: Optional[str] = None,
+        idle_timeout: Optional[int] = None,
+    ) -> bool:
+        params = schema.apply_params(sid, changed, removed, expires_at, user_id, idle_timeout, time.time())
+        return await self._run("apply", self.statements.apply, params) == 1
+
+    async def rotate(self, old_sid: str, new_sid: str, record: Record) -> bool:
+        params = schema.rotate_params(old_sid, new_sid, record, time.time())
+        return await self._run("rotate", self.statements.rotate, params) == 1
+
+    async def delete(self, sid: str) -> None:
+        await self._run("delete", self.statements.delete, (sid,))
+
+    # -- session locks (lock=True), awaited ----------------------------------------------------------
+
+    async def acquire_lock(self, sid: str, token: str, lease: float) -> bool:
+        """Take ``sid``'s lock as ``PostgresStore`` does (a row with a lease); never waits."""
+        now = time.time()
+        return await self._run("lock", self.statements.acquire_lock, (sid, token, now + lease, now)) == 1
+
+    async def release_lock(self, sid: str, token: str) -> None:
+        """Free ``sid``'s lock if ``token`` still holds it."""
+        await self._run("unlock", self.statements.release_lock, (sid, token))
+
+    # -- one user's sessions (UserIndex), awaited ------------------------------------------------------
+
+    async def user_sessions(self, user_id: str) -> dict[str, Record]:
+        async with self._connection("list user sessions") as db:
+            cursor = await db.execute(self.statements.user_sessions, (user_id, time.time()))
+            return schema.user_records(await cursor.fetchall(), user_id)
+
+    async def delete_user_sessions(self, user_id: str) -> int:
+        row = await self._one(
+            "delete user sessions", self.statements.delete_user_sessions, (user_id, time.time())
+        )
+        return row[0]
+
+    # -- maintenance, awaited ----------------------------------------------------------------------------
+
+    async def purge_expired(
+        self,
+        *,
+        batch_size: int = 1000,
+        max_batches: Optional[int] = None,
+        progress: Optional[Callable[[int], None]] = None,
+    ) -> int:
+        """``PostgresStore.purge_expired``, awaited."""
+        purge = schema.Purge(batch_size, max_batches, progress)
+        while purge.more():
+            if purge.first:
+                await self._run("purge", self.statements.purge_locks, (time.time(),))
+            purge.done(await self._run("purge", self.statements.purge_batch, (time.time(), batch_size)))
+        return purge.total
+
+    async def count_live(self) -> int:
+        """Live sessions (``len(store)`` of the blocking store)."""
+        return (await self._one("count", self.statements.count_live, (time.time(),)))[0]
+
+    async def count_expired(self) -> int:
+        """Expired sessions not purged yet."""
+        return (await self._one("count", self.statements.count_expired, (time.time(),)))[0]
+
+    async def aclose(self) -> None:
+        """Close the pool if the store made it."""
+        if self._owns_pool:
+            await asyncio.wait_for(self.pool.close(), 10)
