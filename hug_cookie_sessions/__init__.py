@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import LockTimeout, SessionBusy, SessionStoreError, SessionUnavailable, SessionValueError
 from .middleware import SessionMiddleware
+from .origins import CrossOriginProtection
 from .session import Session
 from .stores.base import LockingStore, Record, Store, UserIndex
 from .stores.hug_adapter import HugStoreAdapter
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from .stores.redis_async import AsyncRedisStore as AsyncRedisStore
 
 __all__ = [
+    "CrossOriginProtection",
     "HugStoreAdapter",
     "LockTimeout",
     "LockingStore",
