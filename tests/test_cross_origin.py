@@ -204,38 +204,26 @@ def test_unsafe_requests_from_another_origin_are_refused(protected, send, method
 
 
 @pytest.mark.parametrize(
-    ("host", "origin", "passes"),
+    ("scheme", "host", "origin", "passes"),
     [
-        ("app.test", "http://app.test:80", True),
-        ("app.test:80", "http://app.test", True),
-        ("APP.test", "http://app.TEST", True),
-        ("app.test", "http://app.test:443", False),
-        ("app.test:443", "https://app.test", False),  # this app sees http
+        ("http", "app.test", "http://app.test:80", True),
+        ("http", "app.test:80", "http://app.test", True),
+        ("http", "APP.test", "http://app.TEST", True),
+        ("http", "app.test", "http://app.test:443", False),
+        ("http", "app.test:443", "https://app.test", False),
+        ("https", "app.test", "https://app.test", True),
+        ("https", "app.test", "https://app.test:443", True),
+        ("https", "app.test:443", "https://app.test", True),
+        ("https", "app.test", "http://app.test", False),
+        ("https", "app.test:80", "http://app.test:80", False),
     ],
 )
-def test_default_ports_count_as_written(protected, send, host, origin, passes):
-    served = protected()
-
-    response = send(served, "POST", Host=host, Origin=origin)
-
-    if passes:
-        _allowed(response, served, "POST")
-    else:
-        _refused(response, served)
-
-
-@pytest.mark.parametrize(
-    ("host", "origin", "passes"),
-    [
-        ("app.test", "https://app.test", True),
-        ("app.test", "https://app.test:443", True),
-        ("app.test:443", "https://app.test", True),
-        ("app.test", "http://app.test", False),
-        ("app.test:80", "http://app.test:80", False),
-    ],
-)
-def test_the_scheme_is_the_one_the_app_sees(protected, send, host, origin, passes):
-    served = protected(https=True)
+def test_origins_compare_scheme_host_and_port_with_default_ports(
+    protected, send, scheme, host, origin, passes
+):
+    """The scheme is the one the app sees (``https``: as behind a proxy its server believes);
+    an absent port is the scheme's default, on either side."""
+    served = protected(https=scheme == "https")
 
     response = send(served, "POST", Host=host, Origin=origin)
 
