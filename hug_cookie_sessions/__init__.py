@@ -17,6 +17,7 @@ from .errors import (
     SessionValueError,
 )
 from .middleware import SessionMiddleware
+from .origins import CrossOriginProtection
 from .session import Session
 from .stores.base import LockingStore, Record, Store, UserIndex
 from .stores.hug_adapter import HugStoreAdapter
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .stores.redis_async import AsyncRedisStore as AsyncRedisStore
 
 __all__ = [
+    "CrossOriginProtection",
     "HugStoreAdapter",
     "LockTimeout",
     "LockingStore",

@@ -1,8 +1,9 @@
 """Every exception the package raises, in one place.
 
 :class:`SessionStoreError` is defined with the store protocol (stores raise it
-and know nothing of HTTP); it is re-exported here. The two 503s are Falcon
-errors, so Falcon renders them as JSON without any handler of the app's own.
+and know nothing of HTTP); it is re-exported here. The two 503s and the 403 of
+cross-origin protection are Falcon errors, so Falcon renders them (as JSON for
+API clients) without any handler of the app's own.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import falcon
 from .stores.base import SessionStoreError
 
 __all__ = [
+    "CrossOriginRefused",
     "LockTimeout",
     "SessionBusy",
     "SessionStoreError",
@@ -97,3 +99,12 @@ def store_failed(error: SessionStoreError, doing: str) -> SessionUnavailable:
     """The 503 for a store failure while ``doing`` (a store method's name), logged here, once."""
     log.error("Session store failed in %s: %s", doing, error)
     return SessionUnavailable()
+
+
+class CrossOriginRefused(falcon.HTTPForbidden):
+    """``403``: :class:`~hug_cookie_sessions.CrossOriginProtection` refused an unsafe request
+    that a browser sent on behalf of another origin. Its own class, so that an app can
+    render it its own way (``app.add_error_handler(CrossOriginRefused, ...)``)."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(title="Cross-origin request refused", description=description)

@@ -6,10 +6,14 @@ tests skip, except under ``CI=true``, where they fail. A failing test leaves a
 screenshot in ``test-artifacts/``.
 """
 
+import html
 import os
 import re
 import shutil
+import socket
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -191,3 +195,109 @@ def test_remember_me_and_log_out_everywhere_across_two_browsers(new_page):
 
     assert _session_cookie(laptop) is None
     assert phone.is_visible("#no-session")
+
+
+# -- cross-origin protection: a hostile page on another loopback origin ----------------------------
+
+#: Posts into the visitor's session (a same-site page's fetch carries the SameSite=Lax cookie),
+#: then logs the visitor in as "attacker" with a form that submits itself (login CSRF).
+HOSTILE_PAGE = """<!doctype html><html><body>
+<form id="login" method="post" action="{app}/login">
+<input name="username" value="attacker"><input name="return_to" value="/"></form>
+<script>
+fetch("{app}/api/data", {{method: "POST", mode: "no-cors", credentials: "include",
+  body: new URLSearchParams({{key: "planted", value: "by the attacker"}})}})
+  .finally(() => document.getElementById("login").submit());
+</script></body></html>"""
+
+
+@pytest.fixture
+def hostile_site(example_server):
+    """``hostile_site(host) -> URL`` of a page served from ``host`` on a port of its own."""
+    servers = []
+
+    def serve(host: str) -> str:
+        try:
+            with socket.socket() as probe:
+                probe.bind((host, 0))
+        except OSError as error:
+            pytest.skip(f"this machine does not route {host} ({error})")
+        body = HOSTILE_PAGE.format(app=html.escape(example_server.url)).encode()
+
+        class Hostile(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer((host, 0), Hostile)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        return f"http://{host}:{server.server_address[1]}/"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _attacked(page, hostile_url: str) -> dict:
+    """Open the hostile page in ``page``'s browser; the headers of the two forged requests."""
+    with (
+        page.expect_response(re.compile(r"/api/data$")) as write,
+        page.expect_response(re.compile(r"/login$")) as login,
+    ):
+        page.goto(hostile_url)
+    page.wait_for_url(re.compile(r"/login$"))  # the refusal is shown; nothing is still loading
+    seen = {}
+    for name, response in (("write", write.value), ("login", login.value)):
+        assert response.status == 403, f"the forged {name} was not refused"
+        seen[name] = response.request.all_headers()
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("host", "fetch_site"),
+    [
+        pytest.param("127.0.0.1", "same-site", id="another-port-same-site"),
+        pytest.param("127.0.0.2", "cross-site", id="another-host-cross-site"),
+    ],
+)
+def test_a_page_on_another_origin_can_neither_log_a_visitor_in_nor_write_to_their_session(
+    new_page, hostile_site, host, fetch_site
+):
+    hostile = hostile_site(host)
+    newcomer, visitor = new_page(), new_page()
+    visitor.goto("/")
+    _save(visitor, "cart", "2 pears")
+    cookie_before = _session_cookie(visitor)["value"]
+
+    forged = _attacked(newcomer, hostile)
+    _attacked(visitor, hostile)
+
+    assert forged["login"]["sec-fetch-site"] == fetch_site
+    assert forged["login"]["origin"] == hostile.rstrip("/")
+    assert _session_cookie(newcomer) is None
+    visitor.goto("/")
+    assert _session_cookie(visitor)["value"] == cookie_before
+    assert visitor.inner_text("#user") == "not logged in"
+    assert _data(visitor) == {"cart": "2 pears", "visits": _data(visitor)["visits"]}
+
+
+def test_the_pages_own_forms_pass_as_same_origin(page):
+    """The page sends ``Referrer-Policy: no-referrer``, so Chromium posts its forms with
+    ``Origin: null``; ``Sec-Fetch-Site: same-origin`` is what lets them through."""
+    page.goto("/")
+    page.fill("input[name=username]", "bea")
+    with page.expect_request(re.compile(r"/login$")) as login, page.expect_navigation():
+        page.get_by_role("button", name="Log in").click()
+
+    headers = login.value.all_headers()
+    assert headers["sec-fetch-site"] == "same-origin"
+    assert headers.get("origin") == "null"
+    assert page.inner_text("#user") == "bea"

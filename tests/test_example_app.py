@@ -153,8 +153,8 @@ def test_session_cookie_is_httponly_lax_and_not_secure_by_default(http):
 
 def test_each_browser_counts_its_own_visits(example_server):
     with _client(example_server) as first, _client(example_server) as second:
-        counts = [first.get(f"{first.base}/api/visits").json()["visits"] for _ in range(3)]
-        other = second.get(f"{second.base}/api/visits").json()["visits"]
+        counts = [first.post(f"{first.base}/api/visits").json()["visits"] for _ in range(3)]
+        other = second.post(f"{second.base}/api/visits").json()["visits"]
 
     assert counts == [1, 2, 3]
     assert other == 1
@@ -382,7 +382,7 @@ def test_login_rejects_a_blank_name(client):
 def test_a_non_number_under_visits_restarts_the_count(client):
     cookie = _cookie(client.simulate_post("/api/data", params={"key": "visits", "value": "many"}))
 
-    assert client.simulate_get("/api/visits", headers=cookie).json == {"visits": 1}
+    assert client.simulate_post("/api/visits", headers=cookie).json == {"visits": 1}
 
 
 # -- configuration from the environment -------------------------------------------------------------
