@@ -57,8 +57,9 @@ class MemoryStore:
         self._records: dict[str, Record] = {}
         # PERF: OrderedDict, not dict, for the orders: deleting at the front of a plain dict
         # leaves holes that every later ``next(iter(...))`` walks over until the next resize.
-        self._anonymous: OrderedDict[str, None] = OrderedDict()  # least recently written first
-        self._bound: OrderedDict[str, None] = OrderedDict()
+        # Least recently written first; each ID maps to the set of its expiry's slot (below).
+        self._anonymous: OrderedDict[str, set[str]] = OrderedDict()
+        self._bound: OrderedDict[str, set[str]] = OrderedDict()
         self._expiring: dict[float, set[str]] = {}  # slot number: IDs whose expiry falls in it
         self._slots: list[float] = []  # a heap of the keys of _expiring, each once
         self._session_locks: dict[str, tuple[str, float]] = {}  # sid: (token, lease ends)
@@ -74,9 +75,12 @@ class MemoryStore:
 
     def create(self, sid: str, record: Record) -> None:
         with self._lock:
-            self._forget(sid)  # IDs are never reused; this only keeps the indexes whole if one is
-            while len(self._records) >= self.max_sessions:
-                self._forget(self._eviction_victim())
+            if sid in self._records:  # IDs are never reused; this keeps the indexes whole if one is
+                self._forget(sid)
+            if len(self._records) >= self.max_sessions:
+                now = self._clock()
+                while len(self._records) >= self.max_sessions:
+                    self._evict_one(now)
             self._records[sid] = record
             self._index(sid, record)
 
@@ -180,17 +184,16 @@ class MemoryStore:
 
     def _index(self, sid: str, record: Record) -> None:
         """Enter ``sid`` at the end of its order and in the slot of its expiry."""
-        (self._anonymous if record.user_id is None else self._bound)[sid] = None
         slot = record.expires_at // EXPIRY_BUCKET_SECONDS
         members = self._expiring.get(slot)
         if members is None:
             members = self._expiring[slot] = set()
             heapq.heappush(self._slots, slot)
         members.add(sid)
+        (self._anonymous if record.user_id is None else self._bound)[sid] = members
 
     def _unindex(self, sid: str, record: Record) -> None:
-        (self._anonymous if record.user_id is None else self._bound).pop(sid, None)
-        members = self._expiring.get(record.expires_at // EXPIRY_BUCKET_SECONDS)
+        members = (self._anonymous if record.user_id is None else self._bound).pop(sid, None)
         if members is not None:
             members.discard(sid)  # an empty slot stays until it reaches the heap's top
 
@@ -210,27 +213,26 @@ class MemoryStore:
         if record is not None:
             self._unindex(sid, record)
 
-    def _eviction_victim(self) -> str:
-        """The session a new one replaces in a full store (see the class docstring)."""
-        expired = self._expired_slot()
-        if expired is not None:
-            return expired.pop()  # PERF: set.pop resumes where it left off; iter() would not
-        if self._bound and self._records[next(iter(self._bound))].expires_at <= self._clock():
-            return next(iter(self._bound))
-        return next(iter(self._anonymous or self._bound))
+    def _evict_one(self, now: float) -> None:
+        """Drop the session a new one replaces in a full store (see the class docstring).
 
-    def _expired_slot(self) -> Optional[set[str]]:
-        """The sessions of the oldest slot of the expiry index if it has wholly passed.
-
-        Empty slots met at the heap's top are dropped on the way: each was pushed once,
-        so over many calls this costs constant time per write.
+        First a session of the oldest slot of the expiry index if that slot has wholly
+        passed; empty slots met there are dropped on the way (each was pushed once, so
+        this is constant time per write over many calls). Then the least recently written
+        signed-in session if it has expired (with one timeout for everyone, the first
+        signed-in one to expire); then the least recently written anonymous session.
         """
-        while self._slots:
-            slot = self._slots[0]
-            members = self._expiring[slot]
+        slots = self._slots
+        while slots and (slots[0] + 1) * EXPIRY_BUCKET_SECONDS <= now:
+            members = self._expiring[slots[0]]
             if members:
-                passed = (slot + 1) * EXPIRY_BUCKET_SECONDS <= self._clock()
-                return members if passed else None
-            heapq.heappop(self._slots)
-            del self._expiring[slot]
-        return None
+                self._forget(members.pop())  # PERF: set.pop resumes where it left off; iter() would not
+                return
+            del self._expiring[heapq.heappop(slots)]
+        order = self._anonymous
+        if not order or (self._bound and self._records[next(iter(self._bound))].expires_at <= now):
+            order = self._bound
+        # PERF: the order holds the slot's set, so the victim's record (cold memory) is not read.
+        sid, members = order.popitem(last=False)
+        members.discard(sid)
+        del self._records[sid]
