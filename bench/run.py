@@ -49,10 +49,15 @@ class Plan:
     durability_commits: int
     breakdown_repeats: int
     breakdown_requests: int
+    eviction_capacity: int
+    eviction_rounds: int
+    eviction_calls: int
 
 
-FULL = Plan(150, 4, 100, 3, 3.0, (1_000, 1_000_000), 30, 1000, 20_000, 500, 8, 300, 9, 2000)
-QUICK = Plan(8, 3, 50, 1, 1.0, (1_000, 100_000), 3, 300, 2_000, 50, 2, 50, 2, 200)
+FULL = Plan(
+    150, 4, 100, 3, 3.0, (1_000, 1_000_000), 30, 1000, 20_000, 500, 8, 300, 9, 2000, 100_000, 30, 1000
+)
+QUICK = Plan(8, 3, 50, 1, 1.0, (1_000, 100_000), 3, 300, 2_000, 50, 2, 50, 2, 200, 10_000, 5, 400)
 
 
 def log(message: str) -> None:
@@ -236,6 +241,10 @@ def main() -> None:
                 report["redis"] = stores.redis_costs(redis_url, plan.redis_requests)
             log(f"MemoryStore: bytes per session over {plan.memory_sessions:,} sessions")
             report["memory_bytes"] = stores.memory_bytes_per_session(plan.memory_sessions)
+            log(f"MemoryStore: creates and applies at 50 % and 100 % of {plan.eviction_capacity:,} sessions")
+            report["eviction"] = stores.memory_at_capacity(
+                plan.eviction_capacity, rounds=plan.eviction_rounds, number=plan.eviction_calls
+            )
             log(f"SQLite: read cost at {plan.scale_sizes[0]:,} and {plan.scale_sizes[1]:,} sessions")
             report["scale"] = stores.sqlite_scale(
                 tmp, plan.scale_sizes, rounds=plan.scale_rounds, chunk=plan.scale_chunk, progress=log

@@ -1,8 +1,9 @@
-"""Store-specific costs: SQLite at a million sessions, memory per session, Redis round trips."""
+"""Store-specific costs: SQLite at a million sessions, MemoryStore size and eviction, Redis round trips."""
 
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import random
 import secrets
@@ -16,6 +17,7 @@ from hug_cookie_sessions import MemoryStore, Record, SessionMiddleware, SQLiteSt
 
 from .apps import SECRET, build, redis_store_class
 from .inprocess import environ_for
+from .sidebyside import measure
 
 # -- SQLite: does a read slow down as the table grows? -----------------------------------
 
@@ -174,6 +176,54 @@ def memory_bytes_per_session(count: int) -> dict[str, float]:
             raise RuntimeError("the memory store did not keep every session")
         results[shape] = (after - before) / count
     return results
+
+
+# -- MemoryStore: does a full store slow its writers down? ----------------------------------
+
+
+def memory_at_capacity(
+    capacity: int, *, rounds: int, number: int, store_class: Callable[..., Any] = MemoryStore
+) -> dict[str, dict[str, float]]:
+    """µs per ``create`` and per ``apply`` in a MemoryStore filled to 50 % and to 100 %, side by side.
+
+    Both stores hold ``capacity`` at most; one in ten sessions is signed in, none expires
+    during the run. At 100 % every create evicts (an anonymous session); at 50 % none does,
+    and the half-full store stays below 100 % for the whole run (it is given at most half
+    its capacity in new sessions). Each apply writes one value of a signed-in session at its
+    stored expiry, the commonest write. The four callables run interleaved (``bench.sidebyside``),
+    timed in CPU time.
+    """
+    creates = (rounds + 1) * number
+    if creates >= capacity // 2:
+        raise ValueError("the half-full store would fill up: fewer rounds or calls, or a larger capacity")
+    now = time.time()
+    record = Record({"n": "1"}, now, now + 3600)
+    funcs: dict[str, Callable[[], object]] = {}
+    for share in (50, 100):
+        store = store_class(max_sessions=capacity)
+        signed_in = []
+        for index in range(capacity * share // 100):
+            sid = secrets.token_urlsafe(32)
+            user = f"user{index}" if index % 10 == 0 else None
+            store.create(sid, Record({"n": "1"}, now, now + 3600, user))
+            if user is not None:
+                signed_in.append(sid)
+        fresh = iter([secrets.token_urlsafe(32) for _ in range(creates)])
+        cycle = itertools.cycle(signed_in)
+        funcs[f"create {share} %"] = lambda store=store, fresh=fresh: store.create(next(fresh), record)
+        funcs[f"apply {share} %"] = lambda store=store, cycle=cycle: store.apply(
+            next(cycle), {"n": "2"}, (), now + 3600
+        )
+    # CPU time of this process: on a shared machine the wall clock also counts other processes.
+    timed = measure(funcs, rounds=rounds, number=number, groups=[list(funcs)], clock=time.process_time)
+    return {
+        kind: {
+            "half_us": timed.median_us(f"{kind} 50 %"),
+            "full_us": timed.median_us(f"{kind} 100 %"),
+            "ratio": timed.median_us(f"{kind} 100 %") / timed.median_us(f"{kind} 50 %"),
+        }
+        for kind in ("create", "apply")
+    }
 
 
 # -- Redis: round trips and writes --------------------------------------------------------
