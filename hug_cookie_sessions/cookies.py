@@ -314,3 +314,22 @@ def the_live_one(verified: Verified, records: Sequence[Optional[Record]], now: f
         )
         return ()
     return live
+
+
+#: Hosts the plain-http warning named already (bounded: the Host header is the client's to choose).
+_WARNED_HOSTS: set[str] = set()
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def warn_secure_over_http(host: str) -> None:
+    """Warn, once per host per process, that a Secure cookie went out in answer to plain http:
+    the browser drops it, so every request of that visitor starts a new session. Browsers make
+    an exception for localhost, so only other hosts (a VM, a container, a LAN address) warn."""
+    if host in _LOCAL_HOSTS or host in _WARNED_HOSTS or len(_WARNED_HOSTS) >= 100:
+        return
+    _WARNED_HOSTS.add(host)
+    log.warning(
+        "A Secure session cookie was sent over plain http to %r: browsers drop it, so sessions "
+        "will not stick. Serve the app over HTTPS, or pass cookie_secure=False for local development",
+        host,
+    )

@@ -37,6 +37,7 @@ from .cookies import (
     set_cookie,
     the_live_one,
     vary_on_cookie,
+    warn_secure_over_http,
 )
 from .errors import SessionBusy, SessionStoreError, SessionUnavailable, SessionValueError, store_failed
 from .locking import RequestLock, SessionLocks
@@ -94,10 +95,21 @@ class SessionMiddleware:
         lock_lease: float = 30.0,
         max_session_bytes: Optional[int] = 65536,
     ) -> None:
+        if store is None:
+            log.warning(
+                "SessionMiddleware has no store: sessions live in this process's memory "
+                "(lost on restart, not shared between workers); pass SQLiteStore(...) or another store"
+            )
         self.policy = SavePolicy(
             idle_timeout, absolute_timeout, refresh_fraction, persistent, max_session_bytes=max_session_bytes
         )
         self.signer = SessionSigner(secret_key)
+        if self.signer.shortest_key < 32:
+            log.warning(
+                "A session secret of %d bytes is short: use at least 32 random bytes "
+                "(`hug-sessions secret` prints one)",
+                self.signer.shortest_key,
+            )
         self.store: Store = adapt_store(store)
         self.async_store = as_async_store(self.store)
         self.blocking_store = as_blocking_store(self.store)
@@ -390,6 +402,8 @@ class SessionMiddleware:
         if save.cookie is CookieChange.ISSUE:
             assert save.sid is not None
             set_cookie(resp, self.cookie.header(self.signer.sign(save.sid), save.max_age, self.clock()))
+            if self.cookie.secure and req.scheme == "http":
+                warn_secure_over_http(req.host)
         elif cookie_values(cookie_header(req) or "", self.cookie.name):
             set_cookie(resp, self.cookie.expired_header())
 

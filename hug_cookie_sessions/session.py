@@ -299,9 +299,18 @@ class Session(MutableMapping):
         return self._record.user_id if self._record is not None else None
 
     def bind_user(self, user_id: str) -> None:
-        """Record that this session belongs to ``user_id`` (see ``user_sessions``)."""
+        """Record that this session belongs to ``user_id`` (see ``user_sessions``): call it on login.
+
+        The session gets a new ID when it is saved, as with :meth:`regenerate` (a new session
+        token on authentication), and when it belonged to another user its data is cleared
+        first, so that Bob never inherits what Alice left in a shared browser. Binding the same
+        user again keeps the data.
+        """
         if not isinstance(user_id, str) or not user_id:
             raise ValueError("user_id must be a non-empty string")
+        if self.user_id not in (None, user_id):
+            self.clear()
+        self.regenerate()
         self._lifecycle().user_id = user_id
 
     def set_expiry(self, seconds: Optional[int]) -> None:

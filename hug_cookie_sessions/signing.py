@@ -70,6 +70,8 @@ class SessionSigner:
             list(secret_keys), salt=salt, sep=".", key_derivation="hmac", digest_method=hashlib.sha256
         )
         self._algorithm = signer.algorithm
+        #: The length in bytes of the shortest secret given (its keys are derived from them).
+        self.shortest_key = min(len(key.encode() if isinstance(key, str) else key) for key in secret_keys)
         # Newest first, so the common case verifies on the first try.
         self._keys = [signer.derive_key(key) for key in reversed(signer.secret_keys)]
         handles = Signer(

@@ -4,6 +4,7 @@ Through a real HTTP server and cookie jar, on every framework, with real stores.
 from __future__ import annotations
 
 import logging
+import uuid
 
 import pytest
 
@@ -106,3 +107,68 @@ def test_no_size_limit_when_disabled(store):
     session = middleware.open(None)
     session["big"] = "z" * 200_000
     assert middleware.open(middleware.save(session))["big"] == "z" * 200_000
+
+
+# -- login hygiene -----------------------------------------------------------------------------
+
+
+def test_binding_a_user_gives_the_session_a_new_id(store):
+    middleware = SessionMiddleware(SECRET, store)
+    session = middleware.open(None)
+    session["cart"] = [1]
+    token = middleware.save(session)
+    again = middleware.open(token)
+    again.bind_user("ada")
+    new_token = middleware.save(again)
+    assert new_token != token
+    assert middleware.open(token).is_new  # the pre-login ID opens nothing
+    assert dict(middleware.open(new_token)) == {"cart": [1]}  # a visitor's own data stays
+
+
+def test_logging_in_as_another_user_clears_the_previous_users_data(site):
+    visitor = _signed_in(site, "alice")
+    visitor.post("/set", key="private", value='"alice only"')
+    visitor.post("/login", user="bob")
+    assert visitor.get("/all").json()["data"] == {"user": "bob"}
+
+
+def test_binding_the_same_user_again_keeps_the_data(site):
+    visitor = _signed_in(site, "ada")
+    visitor.post("/set", key="theme", value='"dark"')
+    visitor.post("/login", user="ada")
+    assert visitor.get("/all").json()["data"] == {"user": "ada", "theme": "dark"}
+
+
+# -- configuration traps are said out loud -----------------------------------------------------------
+
+
+def test_a_short_secret_warns_naming_the_command_that_makes_one(caplog, store):
+    with caplog.at_level(logging.WARNING, logger="hug_cookie_sessions"):
+        SessionMiddleware("short", store)
+    assert "hug-sessions secret" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hug_cookie_sessions"):
+        SessionMiddleware("k" * 32, store)
+    assert caplog.text == ""
+
+
+def test_a_middleware_without_a_store_says_sessions_live_in_memory(caplog):
+    with caplog.at_level(logging.WARNING, logger="hug_cookie_sessions"):
+        SessionMiddleware("k" * 32)
+    assert "this process's memory" in caplog.text
+
+
+def test_a_secure_cookie_over_plain_http_to_another_host_warns_once(serve, store, clock, caplog):
+    site = make_site(serve, store, clock, cookie_secure=True)
+    host = f"app-{uuid.uuid4().hex[:8]}.lan"  # the warning is once per host per process
+    with caplog.at_level(logging.WARNING, logger="hug_cookie_sessions"):
+        for _ in range(3):
+            response = site.visitor().http.post(
+                site.url + "/set", params={"key": "n", "value": "1"}, headers={"Host": host}
+            )
+            assert "Secure" in response.headers["Set-Cookie"]
+    assert caplog.text.count("cookie_secure=False") == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hug_cookie_sessions"):
+        site.visitor().post("/set", key="n", value="1")  # 127.0.0.1: browsers accept it there
+    assert "cookie_secure=False" not in caplog.text
