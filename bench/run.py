@@ -35,6 +35,7 @@ from .apps import (
     middleware,
     postgres_store_class,
     postgres_unavailable_reason,
+    redis_store_class,
     redis_unavailable_reason,
 )
 from .report import keep_section, render_chart, render_markdown, targets
@@ -307,6 +308,8 @@ def main() -> None:
                 "memory": MemoryStore,
                 "sqlite": lambda: SQLiteStore(os.path.join(tmp, "breakdown.db")),
             }
+            if redis_client is not None:
+                factories["redis"] = lambda: redis_store_class()(redis_client, prefix=f"{prefix}breakdown:")
             if pg_url:
                 factories["postgres"] = lambda: postgres_store_class()(pg_url, table_prefix="breakdown")
             report["breakdown"] = breakdown.breakdown(
