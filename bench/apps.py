@@ -9,7 +9,7 @@ the cookie is sent), ``GET /read`` (``session.get("n")``) and ``GET /write``
   read through ``hug.directives.session`` — the cheapest any session layer on
   hug can be.
 - ``hug``: hug's own ``SessionMiddleware`` with ``hug.store.InMemoryStore``.
-- ``memory``, ``sqlite``, ``redis``: this package's middleware with each store.
+- ``memory``, ``sqlite``, ``redis``, ``postgres``: this package's middleware with each store.
 
 Apps are built by :func:`build` (in this process, for in-process calls) or by
 ``bench.apps:wsgi("kind")`` (for gunicorn, configured from the environment).
@@ -33,7 +33,9 @@ import hug.store
 
 import hug_cookie_sessions
 
-KINDS = ("bare", "floor", "hug", "memory", "sqlite", "redis")
+KINDS = ("bare", "floor", "hug", "memory", "sqlite", "redis", "postgres")
+#: The stores behind a network round trip: their bars dwarf the rest of the chart.
+REMOTE_KINDS = ("redis", "postgres")
 PATHS = ("untouched", "read", "write")
 LABELS = {
     "bare": "bare hug",
@@ -42,6 +44,7 @@ LABELS = {
     "memory": "MemoryStore",
     "sqlite": "SQLiteStore",
     "redis": "RedisStore",
+    "postgres": "PostgresStore",
 }
 
 #: The secret is per run; nothing signed here outlives the benchmark.
@@ -57,13 +60,24 @@ class FloorMiddleware:
         req.context["session"] = {}
 
 
-def redis_store_class(package: ModuleType = hug_cookie_sessions) -> Optional[type]:
-    """``RedisStore`` if ``package`` has it, else None."""
+def _store_class(package: ModuleType, module_name: str, class_name: str) -> Optional[type]:
+    """``package.stores.<module_name>.<class_name>`` if ``package`` has it (and its client
+    library is installed), else None: an older commit's copy may lack it."""
     try:
-        module = importlib.import_module(f"{package.__name__}.stores.redis")
+        module = importlib.import_module(f"{package.__name__}.stores.{module_name}")
     except ImportError:
         return None
-    return module.RedisStore
+    return getattr(module, class_name, None)
+
+
+def redis_store_class(package: ModuleType = hug_cookie_sessions) -> Optional[type]:
+    """``RedisStore`` if ``package`` has it, else None."""
+    return _store_class(package, "redis", "RedisStore")
+
+
+def postgres_store_class(package: ModuleType = hug_cookie_sessions) -> Optional[type]:
+    """``PostgresStore`` if ``package`` has it (and psycopg is installed), else None."""
+    return _store_class(package, "postgres", "PostgresStore")
 
 
 def redis_unavailable_reason(url: str) -> Optional[str]:
@@ -79,21 +93,41 @@ def redis_unavailable_reason(url: str) -> Optional[str]:
     return None
 
 
+def postgres_unavailable_reason(url: str) -> Optional[str]:
+    """Why the PostgreSQL rows cannot run (None when they can)."""
+    if postgres_store_class() is None:
+        return "hug_cookie_sessions.stores.postgres is not importable here (psycopg installed?)"
+    try:
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=3) as db:
+            db.execute("SELECT 1")
+    except Exception as error:  # any failure to answer means "not available" here
+        return f"PostgreSQL at {url} does not answer ({type(error).__name__})"
+    return None
+
+
 def make_store(
     kind: str,
     *,
     package: ModuleType = hug_cookie_sessions,
     sqlite_path: str = "",
     redis_client: Any = None,
+    pg_url: str = "",
     prefix: str = "",
 ) -> Any:
-    """``package``'s store for a ``memory``, ``sqlite`` or ``redis`` app."""
+    """``package``'s store for a ``memory``, ``sqlite``, ``redis`` or ``postgres`` app.
+
+    ``prefix`` is Redis's key prefix, or PostgreSQL's table prefix (``session`` if empty).
+    """
     if kind == "memory":
         return package.MemoryStore()
     if kind == "sqlite":
         return package.SQLiteStore(sqlite_path)
     if kind == "redis":
         return redis_store_class(package)(redis_client, prefix=prefix)
+    if kind == "postgres":
+        return postgres_store_class(package)(pg_url, table_prefix=prefix or "session")
     raise ValueError(f"{kind!r} apps have no store of this package")
 
 
@@ -104,6 +138,7 @@ def middleware(
     store: Any = None,
     sqlite_path: str = "",
     redis_client: Any = None,
+    pg_url: str = "",
     prefix: str = "",
 ) -> Any:
     """The session middleware for ``kind`` (None for ``bare``), on ``store`` if given.
@@ -118,7 +153,12 @@ def middleware(
         return hug.middleware.SessionMiddleware(hug.store.InMemoryStore())
     if store is None:
         store = make_store(
-            kind, package=package, sqlite_path=sqlite_path, redis_client=redis_client, prefix=prefix
+            kind,
+            package=package,
+            sqlite_path=sqlite_path,
+            redis_client=redis_client,
+            pg_url=pg_url,
+            prefix=prefix,
         )
     return package.SessionMiddleware(SECRET, store)
 
@@ -159,7 +199,9 @@ def build(kind: str, mw: Any) -> Callable:
 
 
 def wsgi(kind: str) -> Callable:
-    """The app for gunicorn (``bench.apps:wsgi("sqlite")``), configured by ``BENCH_*`` variables."""
+    """The app for gunicorn (``bench.apps:wsgi("sqlite")``), configured by ``BENCH_*`` variables
+    (``BENCH_SQLITE_PATH``; ``BENCH_REDIS_URL``, ``BENCH_REDIS_PREFIX``; ``BENCH_PG_URL``,
+    ``BENCH_PG_PREFIX``)."""
     client = None
     if kind == "redis":
         import redis
@@ -169,6 +211,11 @@ def wsgi(kind: str) -> Callable:
         kind,
         sqlite_path=os.environ.get("BENCH_SQLITE_PATH") or os.path.join(tempfile.mkdtemp(), "s.db"),
         redis_client=client,
-        prefix=os.environ.get("BENCH_REDIS_PREFIX", "bench:"),
+        pg_url=os.environ.get("BENCH_PG_URL", ""),
+        prefix=(
+            os.environ.get("BENCH_PG_PREFIX", "session")
+            if kind == "postgres"
+            else os.environ.get("BENCH_REDIS_PREFIX", "bench:")
+        ),
     )
     return build(kind, mw)

@@ -10,13 +10,13 @@ import tempfile
 
 from pyinstrument import Profiler
 
-from .apps import KINDS, PATHS, build, middleware
+from .apps import KINDS, PATHS, REMOTE_KINDS, build, middleware
 from .inprocess import environ_for, session_cookie, time_chunk
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=[kind for kind in KINDS if kind != "redis"])
+    parser.add_argument("kind", choices=[kind for kind in KINDS if kind not in REMOTE_KINDS])
     parser.add_argument("path", choices=PATHS)
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--interval", type=float, default=0.0001, help="sampling interval, seconds")

@@ -22,12 +22,22 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
-from typing import Optional
+from typing import Iterator, Optional
+from urllib.parse import urlsplit, urlunsplit
 
 from hug_cookie_sessions import MemoryStore, SQLiteStore
 
 from . import breakdown, http, inprocess, stores
-from .apps import KINDS, build, middleware, redis_unavailable_reason
+from .apps import (
+    KINDS,
+    build,
+    make_store,
+    middleware,
+    postgres_store_class,
+    postgres_unavailable_reason,
+    redis_store_class,
+    redis_unavailable_reason,
+)
 from .report import keep_section, render_chart, render_markdown, targets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -128,6 +138,46 @@ def choose_redis() -> tuple[Optional[str], Optional[PrivateRedis], Optional[str]
     return (None if reason else url), private, reason
 
 
+# -- PostgreSQL: a database of the run's own on the chosen server, dropped at the end ------------
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def choose_postgres() -> tuple[Optional[str], Optional[str]]:
+    """(server url, reason the PostgresStore rows are absent or None): ``BENCH_PG_URL``, else
+    ``PG_URL`` (as the tests use), else the local server."""
+    url = os.environ.get("BENCH_PG_URL") or os.environ.get("PG_URL") or DEFAULT_PG_URL
+    reason = postgres_unavailable_reason(url)
+    return (None if reason else url), reason
+
+
+def postgres_version(url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=5) as db:
+        return db.execute("SHOW server_version").fetchone()[0].split()[0]
+
+
+@contextlib.contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    """``bench_<pid>`` created on ``server_url``'s server; yields its URL; dropped afterwards
+    (connections and all), on failure too."""
+    import psycopg
+
+    name = f"bench_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as db:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}"')  # a PID reused after a killed run
+        db.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(server_url)._replace(path="/" + name))
+    finally:
+        with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as db:
+            try:
+                db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except psycopg.errors.SyntaxError:  # before PostgreSQL 13: no FORCE
+                db.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
 # -- the run ------------------------------------------------------------------------------
 
 
@@ -142,7 +192,7 @@ def machine() -> dict[str, str]:
     except OSError:
         pass
     versions = []
-    for package in ("hug", "falcon", "itsdangerous", "redis", "gunicorn"):
+    for package in ("hug", "falcon", "itsdangerous", "redis", "psycopg", "gunicorn"):
         with contextlib.suppress(PackageNotFoundError):
             versions.append(f"{package} {version(package)}")
     return {
@@ -189,10 +239,26 @@ def main() -> None:
     redis_url, private_redis, redis_reason = choose_redis()
     if redis_reason:
         log(f"RedisStore rows absent: {redis_reason}")
-    kinds = [kind for kind in KINDS if kind != "redis" or redis_url]
-    report: dict = {"context": context, "plan": plan, "kinds": kinds, "redis_reason": redis_reason}
+    pg_server, pg_reason = choose_postgres()
+    if pg_reason:
+        log(f"PostgresStore rows absent: {pg_reason}")
+    else:
+        context["packages"] += f", PostgreSQL {postgres_version(pg_server)}"
+    absent = {"redis": redis_url is None, "postgres": pg_server is None}
+    kinds = [kind for kind in KINDS if not absent.get(kind)]
+    report: dict = {
+        "context": context,
+        "plan": plan,
+        "kinds": kinds,
+        "redis_reason": redis_reason,
+        "pg_reason": pg_reason,
+    }
     try:
-        with tempfile.TemporaryDirectory(prefix="hcs-bench-") as tmp:
+        with contextlib.ExitStack() as cleanup:
+            tmp = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="hcs-bench-"))
+            pg_url = cleanup.enter_context(postgres_database(pg_server)) if pg_server else ""
+            if pg_url:
+                log(f"PostgreSQL: database {urlsplit(pg_url).path[1:]} for this run")
             redis_client = None
             if redis_url:
                 import redis
@@ -209,11 +275,18 @@ def main() -> None:
                 chunk=plan.chunk,
             )
             prefix = f"bench:{os.getpid()}:"
+            # PostgresStore makes a pool (threads, connections): closed before the database goes.
+            pg_store = (
+                make_store("postgres", pg_url=pg_url, prefix="inprocess") if "postgres" in kinds else None
+            )
+            if pg_store is not None:
+                cleanup.callback(pg_store.close)
             apps = {
                 kind: build(
                     kind,
                     middleware(
                         kind,
+                        store=pg_store if kind == "postgres" else None,
                         sqlite_path=os.path.join(tmp, "inprocess.db"),
                         redis_client=redis_client,
                         prefix=prefix,
@@ -231,8 +304,16 @@ def main() -> None:
             )
             del apps
             log("where the time goes: each step of a request timed alone")
+            factories = {
+                "memory": MemoryStore,
+                "sqlite": lambda: SQLiteStore(os.path.join(tmp, "breakdown.db")),
+            }
+            if redis_client is not None:
+                factories["redis"] = lambda: redis_store_class()(redis_client, prefix=f"{prefix}breakdown:")
+            if pg_url:
+                factories["postgres"] = lambda: postgres_store_class()(pg_url, table_prefix="breakdown")
             report["breakdown"] = breakdown.breakdown(
-                {"memory": MemoryStore, "sqlite": lambda: SQLiteStore(os.path.join(tmp, "breakdown.db"))},
+                factories,
                 repeats=plan.breakdown_repeats,
                 number=plan.breakdown_requests,
             )
@@ -261,6 +342,8 @@ def main() -> None:
                     "BENCH_SQLITE_PATH": os.path.join(tmp, "http.db"),
                     "BENCH_REDIS_URL": redis_url or "",
                     "BENCH_REDIS_PREFIX": f"bench:{os.getpid()}:http:",
+                    "BENCH_PG_URL": pg_url,
+                    "BENCH_PG_PREFIX": "http",
                 }
                 report["http"] = http.measure(
                     kinds, env, rounds=plan.http_rounds, seconds=plan.http_seconds, progress=log
