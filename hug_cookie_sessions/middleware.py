@@ -301,9 +301,8 @@ class SessionMiddleware:
     async def _load_async(self, verified: Verified, lock: Optional[RequestLock] = None) -> Opened:
         """:meth:`_load`, awaiting the store."""
         if len(verified) > 1:
-            verified = self._the_live_one(
-                verified, [await self._load_record_async(sid) for sid, _ in verified]
-            )
+            records = [await self._load_record_async(sid) for sid, _ in verified]
+            verified = the_live_one(verified, records, self.clock())
         now = self.clock()
         for sid, current_key in verified:
             if lock is not None:
