@@ -23,6 +23,13 @@ Every endpoint that changes state is a POST (except the article's own
 ``CrossOriginProtection`` refuses POSTs that a browser sends from another
 origin: without it, a form on any site could log a visitor in as the attacker
 (login CSRF), which ``SameSite=Lax`` does not stop.
+
+Every parameter of every endpoint is checked before anything is stored: one
+text value (not a list, number or object), within its length, keys and names
+without control characters, and a session that stays within its size. A
+refusal is a 400 with ``{"error": "..."}`` naming the parameter. The
+article's own ``{"error": "Invalid session ID"}`` and ``{"error": "Invalid
+key"}`` keep its status 200.
 """
 
 import html
@@ -32,16 +39,19 @@ import os
 import secrets
 import string
 import time
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import falcon
+import falcon.uri
 import hug
 
 from hug_cookie_sessions import (
     CrossOriginProtection,
     Session,
+    SessionInfo,
     SessionMiddleware,
     SQLiteStore,
     Store,
@@ -52,13 +62,35 @@ log = logging.getLogger("examples.app")
 
 DEFAULT_STORE = "sessions.sqlite3"
 
-#: Limits for what the demo accepts, so that a scripted client cannot grow one session without bound.
-MAX_KEY = 64
-MAX_VALUE = 1000
-MAX_KEYS = 50
+#: The command that makes a secret, as it runs from the checkout once ``make`` has made .venv.
+SECRET_COMMAND = ".venv/bin/hug-sessions secret"
+
+#: What the demo accepts; beyond it a request is refused, so that no client can grow a session
+#: (or make the server parse a request) without bound.
+MAX_KEY = 64  # characters of a key, and of a username
+MAX_VALUE = 1000  # characters of a value
+MAX_KEYS = 50  # keys in one session
+MAX_TOKEN = 200  # characters of a session_id (a signed one has 87)
+MAX_HANDLE = 500  # characters of a session handle (362 for the longest username)
+MAX_BODY = 32 * 1024  # bytes of a request body; the largest form, percent-encoded, is about 13 KiB
+
+#: The middleware's ``max_session_bytes``, and the part of it kept for the app's own keys ("user",
+#: "visits"), so that a login or a page view never meets the limit that a write stopped short of.
+MAX_SESSION_BYTES = 65536
+RESERVED_BYTES = 1024
 
 #: "Remember me": how long a remembered session may stay idle.
 REMEMBER_ME = 30 * 24 * 3600
+
+#: What the page confirms after one of its own forms, by the ``done`` code the form's redirect carries.
+#: Only these fixed texts are shown: nothing from the URL reaches the page.
+NOTICES = {
+    "stored": "Saved.",
+    "ended": "Ended: that session is logged out.",
+    "gone": "That session had already ended.",
+    "everywhere": "Logged out everywhere: every one of your sessions has ended.",
+    "logged-out": "Logged out: this browser's session has ended.",
+}
 
 PAGE = string.Template(Path(__file__).with_name("index.html").read_text(encoding="utf-8"))
 
@@ -102,45 +134,183 @@ def middleware_from_env(environ: Mapping[str, str]) -> SessionMiddleware:
         log.warning(
             "\n%s\nSESSION_SECRET is not set: using a random key made at start-up.\n"
             "Sessions will NOT survive a restart, and worker processes that each import this\n"
-            "module get different keys. Set SESSION_SECRET (`python -m hug_cookie_sessions secret`).\n%s",
+            "module get different keys. Set one: export SESSION_SECRET=$(%s)\n%s",
             "!" * 88,
+            SECRET_COMMAND,
             "!" * 88,
         )
     store = store_from_setting(environ.get("SESSION_STORE") or DEFAULT_STORE)
     secure = cookie_secure_from_setting(environ.get("SESSION_COOKIE_SECURE"))
-    return SessionMiddleware(secret, store, cookie_secure=secure)
+    return SessionMiddleware(secret, store, cookie_secure=secure, max_session_bytes=MAX_SESSION_BYTES)
 
 
-api = hug.API(__name__)
+class BodyLimit:
+    """Refuses a request body of more than ``limit`` bytes (413) before anything reads it.
+
+    The parameters have limits of their own, but hug reads and parses the whole body before
+    they are checked.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if (req.content_length or 0) > self.limit:
+            resp.status = falcon.HTTP_413
+            resp.media = {"error": f"a request body holds at most {self.limit} bytes"}
+            resp.complete = True
+
+
+# future=True: query strings are parsed as Falcon parses them, so a value holding a comma stays
+# one value (hug's legacy mode splits it into a list, which no text parameter takes).
+api = hug.API(__name__, future=True)
 middleware = middleware_from_env(os.environ)
-# First, so that a refused request costs no session work.
+# Before the session middleware, so that a refused request costs no session work.
 api.http.add_middleware(CrossOriginProtection())
+api.http.add_middleware(BodyLimit(MAX_BODY))
 api.http.add_middleware(middleware)
+
+
+# -- what every endpoint accepts ---------------------------------------------------------------
+
+
+class Text:
+    """A hug type: one text value of at most ``max_length`` characters, else a 400 naming ``name``.
+
+    A list (a repeated parameter), or a number or an object from a JSON body, is refused; so are
+    control characters and lone surrogates, which no store keeps and no page shows. A ``line``
+    (a key, a name) is stripped and may not be empty; other text keeps tabs and line breaks.
+    """
+
+    def __init__(self, name: str, max_length: int, *, line: bool = False) -> None:
+        self.name = name
+        self.max_length = max_length
+        self.line = line
+
+    def __call__(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"{self.name} must be one text value, not {_kind(value)}")
+        text = value.strip() if self.line else value
+        if self.line and not text:
+            raise ValueError(f"{self.name} must not be blank")
+        if len(text) > self.max_length:
+            raise ValueError(f"{self.name} must be at most {self.max_length} characters, not {len(text)}")
+        allowed = "" if self.line else "\t\n\r"
+        for char in text:
+            kind = unicodedata.category(char)
+            if kind in ("Cc", "Cs") and char not in allowed:
+                what = "a control character" if kind == "Cc" else "a lone surrogate"
+                raise ValueError(f"{self.name} must not hold U+{ord(char):04X}, {what}")
+        return text
+
+
+class Choice:
+    """A hug type: one of ``choices`` (mapped to its value), else a 400 saying ``expected``."""
+
+    def __init__(self, name: str, choices: Mapping[Any, Any], expected: str) -> None:
+        self.name = name
+        self.choices = choices
+        self.expected = expected
+
+    def __call__(self, value: Any) -> Any:
+        if not isinstance(value, (str, bool)) or value not in self.choices:
+            raise ValueError(f"{self.name} must be {self.expected}")
+        return self.choices[value]
+
+
+def _kind(value: Any) -> str:
+    """What a parameter that is not text is, in the words of the query string and of JSON."""
+    kinds = {list: "a list", dict: "an object", bool: "true or false", int: "a number", float: "a number"}
+    return kinds.get(type(value), "null")
+
+
+def _one_error(body: dict) -> dict:
+    """hug's ``{"errors": {parameter: message}}`` as this app's ``{"error": "..."}``; every
+    message names its parameter (hug's own "Required parameter 'key' not supplied" too)."""
+    return {"error": "; ".join(str(message) for message in body["errors"].values())}
+
+
+class UnreadableBody(Exception):
+    """A request body that is not text in its charset, or not JSON: a 400."""
+
+
+@hug.exception(UnreadableBody)
+def unreadable_body(exception: UnreadableBody, response) -> dict:
+    return _bad_request(response, str(exception))
+
+
+def _read(body: Any, charset: Optional[str]) -> str:
+    try:
+        return body.read().decode(charset or "utf-8")
+    except (UnicodeDecodeError, LookupError) as error:
+        raise UnreadableBody(f"the request body is not {charset or 'utf-8'} text") from error
+
+
+@hug.default_input_format("application/x-www-form-urlencoded")
+def form_body(body: Any, charset: Optional[str] = None, **_: Any) -> dict:
+    """A form as hug reads it, except that a value holding a comma stays one value."""
+    return falcon.uri.parse_query_string(_read(body, charset), csv=False)
+
+
+@hug.default_input_format("application/json")
+def json_body(body: Any, charset: Optional[str] = None, **_: Any) -> Any:
+    """A JSON body; one that does not parse is a 400 (hug's own parser makes it a 500)."""
+    text = _read(body, charset)
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise UnreadableBody("the request body is not JSON") from error
+
+
+@hug.default_input_format("multipart/form-data")
+def multipart_body(body: Any, **_: Any) -> dict:
+    """Refused: the page's forms are URL-encoded; hug's multipart parser fails with a 500 on a
+    body without a boundary."""
+    raise UnreadableBody("send the parameters URL-encoded, as JSON or in the query string, not as multipart")
+
+
+Key = Text("key", MAX_KEY, line=True)
+Value = Text("value", MAX_VALUE)
+Username = Text("username", MAX_KEY, line=True)
+Token = Text("session_id", MAX_TOKEN, line=True)
+Handle = Text("handle", MAX_HANDLE, line=True)
+ReturnTo = Choice("return_to", {"/": "/"}, "/ (back to the page) or left out")
+Remember = Choice(
+    "remember",
+    {True: True, False: False, "true": True, "false": False, "1": True, "0": False},
+    "true or false",
+)
+
+#: Every endpoint's router: a refused parameter is a 400 ``{"error": "..."}``.
+route = hug.http(on_invalid=_one_error)
 
 
 # -- the article's endpoints: the client carries a signed session_id --------------------------
 
 
-@hug.get("/create_session")
+@route.get("/create_session")
 def create_session() -> dict:
     """Start an empty session; its ID comes back signed, to be passed as ``session_id``."""
     return {"session_id": middleware.save(middleware.open(None))}
 
 
-@hug.post("/store_data")
-def store_data(session_id: hug.types.text, key: hug.types.text, value: hug.types.text) -> dict:
+@route.post("/store_data")
+def store_data(session_id: Token, key: Key, value: Value, response) -> dict:
     """Store ``value`` under ``key`` in the session named by ``session_id``."""
     session = middleware.open(session_id)
     if session.is_new:
         return {"error": "Invalid session ID"}
+    refusal = _refusal(session, key, value)
+    if refusal:
+        return _bad_request(response, refusal)
     session[key] = value
     if middleware.save(session) is None:
         return {"error": "Invalid session ID"}
     return {"success": True}
 
 
-@hug.get("/get_data")
-def get_data(session_id: hug.types.text, key: hug.types.text) -> dict:
+@route.get("/get_data")
+def get_data(session_id: Token, key: Key) -> dict:
     """The value stored under ``key`` in the session named by ``session_id``."""
     session = middleware.open(session_id)
     if session.is_new:
@@ -155,62 +325,58 @@ def get_data(session_id: hug.types.text, key: hug.types.text) -> dict:
 # -- cookie endpoints: the browser carries the session --------------------------------------
 
 
-@hug.get("/api/data")
-def read_data(key: hug.types.text, session: hug.directives.session) -> dict:
+@route.get("/api/data")
+def read_data(key: Key, session: hug.directives.session) -> dict:
     """The value stored under ``key`` in this browser's session."""
     if key not in session:
         return {"error": "Invalid key"}
     return {"value": session[key]}
 
 
-@hug.post("/api/data")
+@route.post("/api/data")
 def write_data(
-    key: hug.types.text,
-    session: hug.directives.session,
-    response,
-    value: hug.types.text = "",
-    return_to: hug.types.text = "",
+    key: Key, session: hug.directives.session, response, value: Value = "", return_to: ReturnTo = ""
 ) -> dict:
     """Store ``value`` under ``key`` in this browser's session (which starts one)."""
-    key = key.strip()
-    if not 0 < len(key) <= MAX_KEY or len(value) > MAX_VALUE:
-        return _bad_request(response, f"key must be 1-{MAX_KEY} characters, value at most {MAX_VALUE}")
-    if key not in session and len(session) >= MAX_KEYS:
-        return _bad_request(response, f"a session holds at most {MAX_KEYS} keys")
+    refusal = _refusal(session, key, value)
+    if refusal:
+        return _bad_request(response, refusal)
     session[key] = value
-    return _done(response, return_to, {"success": True})
+    return _done(response, return_to, {"success": True}, "stored")
 
 
-@hug.post("/api/visits")
+@route.post("/api/visits")
 def visits(session: hug.directives.session) -> dict:
     """Count this browser's calls; the first one starts a session."""
     session["visits"] = _visits(session) + 1
     return {"visits": session["visits"]}
 
 
-@hug.get("/api/session")
+@route.get("/api/session")
 def describe_session(session: hug.directives.session) -> dict:
-    """This browser's session as the server holds it, or ``{"session": null}``."""
+    """This browser's session as the server holds it, or ``{"session": null}``; times are
+    ISO 8601 in UTC."""
     if session.is_new:
         return {"session": None}
     return {
-        "session": {"user": session.user_id, "expires_at": session.record.expires_at, "data": dict(session)}
+        "session": {
+            "user": session.user_id,
+            "expires_at": _iso(session.record.expires_at),
+            "data": dict(session),
+        }
     }
 
 
-@hug.post("/login")
+@route.post("/login")
 def login(
-    username: hug.types.text,
+    username: Username,
     session: hug.directives.session,
     response,
-    remember: hug.types.smart_boolean = False,
-    return_to: hug.types.text = "",
+    remember: Remember = False,
+    return_to: ReturnTo = "",
 ) -> dict:
     """Log in as ``username`` (a demo: no password). The session gets a new ID;
     ``remember`` keeps it for 30 idle days with a persistent cookie."""
-    username = username.strip()
-    if not 0 < len(username) <= MAX_KEY:
-        return _bad_request(response, f"username must be 1-{MAX_KEY} characters")
     session.regenerate()
     session.bind_user(username)
     if remember:
@@ -219,48 +385,51 @@ def login(
     return _done(response, return_to, {"user": username})
 
 
-@hug.get("/api/sessions")
+@route.get("/api/sessions")
 def active_sessions(session: hug.directives.session, response) -> dict:
-    """The logged-in user's active sessions (handles, never IDs), "this device" marked."""
+    """The logged-in user's active sessions (handles, never IDs), "this browser" marked
+    ``current``; times are ISO 8601 in UTC."""
     if session.user_id is None:
         return _bad_request(response, "log in first")
-    return {"sessions": _devices(session)}
+    return {"sessions": [_listed(info, current) for info, current in _user_sessions(session)]}
 
 
-@hug.post("/sessions/revoke")
+@route.post("/sessions/revoke")
 def revoke_session(
-    handle: hug.types.text, session: hug.directives.session, response, return_to: hug.types.text = ""
+    handle: Handle, session: hug.directives.session, response, return_to: ReturnTo = ""
 ) -> dict:
     """End one of the logged-in user's other sessions."""
     if session.user_id is None or middleware.signer.handle_user(handle) != session.user_id:
         return _bad_request(response, "not one of your sessions")
-    return _done(response, return_to, {"revoked": middleware.revoke(handle)})
+    revoked = middleware.revoke(handle)
+    return _done(response, return_to, {"revoked": revoked}, "ended" if revoked else "gone")
 
 
-@hug.post("/logout_everywhere")
-def logout_everywhere(session: hug.directives.session, response, return_to: hug.types.text = "") -> dict:
+@route.post("/logout_everywhere")
+def logout_everywhere(session: hug.directives.session, response, return_to: ReturnTo = "") -> dict:
     """End every session of the logged-in user, this one included."""
     if session.user_id is None:
         return _bad_request(response, "log in first")
     ended = middleware.revoke_user(session.user_id)
     session.invalidate()
-    return _done(response, return_to, {"ended": ended})
+    return _done(response, return_to, {"ended": ended}, "everywhere")
 
 
-@hug.post("/logout")
-def logout(session: hug.directives.session, response, return_to: hug.types.text = "") -> dict:
+@route.post("/logout")
+def logout(session: hug.directives.session, response, return_to: ReturnTo = "") -> dict:
     """End this browser's session: deleted on the server, cookie expired."""
     session.invalidate()
-    return _done(response, return_to, {"success": True})
+    return _done(response, return_to, {"success": True}, "logged-out")
 
 
 # -- the page ------------------------------------------------------------------------------------
 
 
-@hug.get("/", output=hug.output_format.html)
-def page(session: hug.directives.session, response) -> str:
+@route.get("/", output=hug.output_format.html)
+def page(session: hug.directives.session, response, done="") -> str:
     """The HTML page. Visits are counted once a session exists, so visitors who store
-    nothing cost the store nothing."""
+    nothing cost the store nothing. ``done`` names a confirmation to show (see ``NOTICES``);
+    any other value shows none."""
     if not session.is_new:
         session["visits"] = _visits(session) + 1
     response.set_headers(PAGE_HEADERS)
@@ -270,7 +439,9 @@ def page(session: hug.directives.session, response) -> str:
             '<form method="post" action="/logout"><input type="hidden" name="return_to" value="/">'
             '<button type="submit" class="secondary">Log out and end the session</button></form>'
         )
+    notice = NOTICES.get(done, "") if isinstance(done, str) else ""
     return PAGE.substitute(
+        notice=f'<p id="notice" role="status">{html.escape(notice)}</p>' if notice else "",
         session=_describe(session),
         logout=logout,
         devices=_devices_panel(session),
@@ -287,7 +458,6 @@ def _describe(session: Session) -> str:
             "something to keep: save a value or log in to start one.</p>"
         )
     expires_at = session.record.expires_at
-    when = datetime.fromtimestamp(expires_at, timezone.utc)
     user = html.escape(session.user_id) if session.user_id else '<span class="muted">not logged in</span>'
     rows = "".join(
         f"<tr><td>{html.escape(key)}</td><td>{html.escape(_shown(value))}</td></tr>"
@@ -297,59 +467,95 @@ def _describe(session: Session) -> str:
         "<dl>"
         f'<dt>Visits</dt><dd id="visits">{_visits(session)}</dd>'
         f'<dt>Logged in as</dt><dd id="user">{user}</dd>'
-        f'<dt>Expires</dt><dd id="expires"><time datetime="{when.isoformat()}">'
-        f"{when:%Y-%m-%d %H:%M:%S} UTC</time> ({_from_now(expires_at)})</dd>"
+        f'<dt>Expires</dt><dd id="expires"><time datetime="{_iso(expires_at)}">'
+        f"{_when(expires_at, seconds=True)}</time> ({_from_now(expires_at)})</dd>"
         "</dl>"
-        f'<table id="data"><tr><th>key</th><th>value</th></tr>{rows}</table>'
+        '<table id="data" class="cards"><thead><tr><th>key</th><th>value</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
     )
 
 
-def _devices(session: Session) -> list[dict]:
+def _user_sessions(session: Session) -> list[tuple[SessionInfo, bool]]:
+    """The logged-in user's sessions, each with whether it is this browser's."""
     current = middleware.session_handle(session)
-    return [
-        {
-            "handle": info.handle,
-            "current": info.handle == current,
-            "created_at": info.created_at,
-            "last_active": info.last_active,
-            "expires_at": info.expires_at,
-        }
-        for info in middleware.user_sessions(session.user_id)
-    ]
+    return [(info, info.handle == current) for info in middleware.user_sessions(session.user_id)]
+
+
+def _listed(info: SessionInfo, current: bool) -> dict:
+    """One session as ``/api/sessions`` lists it."""
+    return {
+        "handle": info.handle,
+        "current": current,
+        "created_at": _iso(info.created_at),
+        "last_active": _iso(info.last_active),
+        "expires_at": _iso(info.expires_at),
+    }
+
+
+def _session_cells(info: SessionInfo, current: bool) -> dict[str, str]:
+    """One row of the sessions table: column header -> cell HTML (escaped).
+
+    The header row, and the labels of the phone layout (which stacks each row's cells), are
+    made from these keys, so a column is one entry here.
+    """
+    if current:
+        action = ""
+    else:
+        action = (
+            '<form method="post" action="/sessions/revoke">'
+            '<input type="hidden" name="return_to" value="/">'
+            f'<input type="hidden" name="handle" value="{html.escape(info.handle)}">'
+            '<button type="submit" class="secondary">End</button></form>'
+        )
+    return {
+        "browser": "<strong>this browser</strong>" if current else '<span class="muted">elsewhere</span>',
+        "started": _when(info.created_at),
+        "last active": _when(info.last_active),
+        "expires": _when(info.expires_at),
+        "": action,
+    }
 
 
 def _devices_panel(session: Session) -> str:
-    """The logged-in user's sessions with a button to end each other one, and "log out everywhere"."""
+    """The logged-in user's sessions, "this browser" marked, with a button to end each other
+    one, and "log out everywhere"."""
     if session.user_id is None or session.is_new:
         return '<p class="muted">Log in to see your active sessions.</p>'
-    rows = []
-    for device in _devices(session):
-        if device["current"]:
-            action = '<span class="nowrap muted">this browser</span>'
-        else:
-            action = (
-                '<form method="post" action="/sessions/revoke">'
-                '<input type="hidden" name="return_to" value="/">'
-                f'<input type="hidden" name="handle" value="{html.escape(device["handle"])}">'
-                '<button type="submit" class="secondary">End</button></form>'
-            )
-        rows.append(
-            f"<tr><td>{_when(device['created_at'])}</td><td>{_when(device['last_active'])}</td>"
-            f"<td>{_when(device['expires_at'])}</td><td>{action}</td></tr>"
-        )
+    header, rows = "", []
+    for info, current in _user_sessions(session):
+        cells = _session_cells(info, current)
+        header = "".join(f"<th>{html.escape(name)}</th>" for name in cells)
+        tds = "".join(f'<td data-label="{html.escape(name)}">{cell}</td>' for name, cell in cells.items())
+        rows.append(f'<tr class="current" aria-current="true">{tds}</tr>' if current else f"<tr>{tds}</tr>")
     return (
-        '<table id="devices"><tr><th>started</th><th>last active</th><th>expires</th><th></th></tr>'
-        f"{''.join(rows)}</table>"
+        f'<table id="devices" class="cards"><thead><tr>{header}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
         '<form method="post" action="/logout_everywhere"><input type="hidden" name="return_to" value="/">'
         '<button type="submit" class="secondary">Log out everywhere</button></form>'
     )
 
 
-def _when(timestamp: float) -> str:
-    return f"{datetime.fromtimestamp(timestamp, timezone.utc):%Y-%m-%d %H:%M} UTC"
-
-
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+def _refusal(session: Session, key: str, value: str) -> Optional[str]:
+    """Why ``session[key] = value`` may not be stored (None: it may).
+
+    The size is counted as ``max_session_bytes`` counts it: UTF-8 keys and JSON values
+    (ASCII-escaped as the package stores them; were it to store UTF-8, this would over-count).
+    """
+    if key not in session and len(session) >= MAX_KEYS:
+        return f"a session holds at most {MAX_KEYS} keys"
+    data = {**session, key: value}
+    size = sum(
+        len(name.encode()) + len(json.dumps(item, separators=(",", ":"))) for name, item in data.items()
+    )
+    if size > MAX_SESSION_BYTES - RESERVED_BYTES:
+        return (
+            f"the session would hold {size} bytes of keys and values, "
+            f"over this app's limit of {MAX_SESSION_BYTES - RESERVED_BYTES}"
+        )
+    return None
 
 
 def _visits(session: Session) -> int:
@@ -362,6 +568,17 @@ def _shown(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def _iso(timestamp: float) -> str:
+    """Unix seconds as ISO 8601 in UTC, to the second: ``2026-12-07T03:25:28Z``."""
+    return f"{datetime.fromtimestamp(timestamp, timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _when(timestamp: float, seconds: bool = False) -> str:
+    """Unix seconds as people read them on the page: ``2026-12-07 03:25 UTC``."""
+    shown = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    return f"{datetime.fromtimestamp(timestamp, timezone.utc):{shown}} UTC"
+
+
 def _from_now(timestamp: float) -> str:
     seconds = max(timestamp - time.time(), 0)
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
@@ -371,8 +588,9 @@ def _from_now(timestamp: float) -> str:
     return "in under a minute"
 
 
-def _done(response: falcon.Response, return_to: str, body: dict) -> dict:
-    """``body`` as JSON, or a 303 back to the page for the page's own forms.
+def _done(response: falcon.Response, return_to: str, body: dict, notice: str = "") -> dict:
+    """``body`` as JSON, or a 303 back to the page for the page's own forms, which then
+    shows ``notice`` (a key of ``NOTICES``).
 
     Only ``return_to=/`` redirects, so the parameter cannot be used to send
     people elsewhere. A redirect raised as an exception would mark the request
@@ -380,7 +598,7 @@ def _done(response: falcon.Response, return_to: str, body: dict) -> dict:
     """
     if return_to == "/":
         response.status = falcon.HTTP_303
-        response.set_header("Location", "/")
+        response.set_header("Location", f"/?done={notice}" if notice else "/")
     return body
 
 

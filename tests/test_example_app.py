@@ -7,7 +7,10 @@ configuration and rendering run in-process with ``falcon.testing``.
 
 import importlib
 import logging
+import re
+import subprocess
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import falcon
 import falcon.testing
@@ -17,7 +20,7 @@ import requests
 from hug_cookie_sessions import MemoryStore, SQLiteStore
 from hug_cookie_sessions.signing import SessionSigner, new_session_id
 
-from .conftest import needs_hug
+from .conftest import ROOT, needs_hug
 
 pytestmark = needs_hug  # the example is a hug app
 
@@ -57,6 +60,11 @@ def _sid(token: str) -> str:
 def _tampered(token: str) -> str:
     last = token[-1]
     return token[:-1] + ("A" if last != "A" else "B")
+
+
+def _utc(text: str) -> datetime:
+    """An ISO 8601 UTC time as the app writes it (``2026-12-07T03:25:28Z``); anything else fails."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
 # -- the article's endpoints ------------------------------------------------------------------
@@ -277,9 +285,99 @@ def test_the_page_form_stores_a_value_and_comes_back_to_the_page(http):
     page = http.post(f"{http.base}/api/data", data={"key": "note", "value": "hello", "return_to": "/"})
 
     assert [step.status_code for step in page.history] == [303]
-    assert page.url == f"{http.base}/"
+    assert page.url == f"{http.base}/?done=stored"
+    assert '<p id="notice" role="status">Saved.</p>' in page.text
     assert "<td>note</td><td>hello</td>" in page.text
     assert '<dd id="visits">1</dd>' in page.text
+
+
+@pytest.mark.parametrize("value", ["apples, pears", "a,b,c", ","])
+def test_a_value_holding_commas_is_stored_as_written(http, value):
+    token = http.get(f"{http.base}/create_session").json()["session_id"]
+
+    in_query = http.post(f"{http.base}/store_data", params={"session_id": token, "key": "q", "value": value})
+    in_form = http.post(f"{http.base}/api/data", data={"key": "f", "value": value})
+    in_json = http.post(f"{http.base}/api/data", json={"key": "j", "value": value})
+
+    assert [in_query.json(), in_form.json(), in_json.json()] == [{"success": True}] * 3
+    assert http.get(f"{http.base}/get_data", params={"session_id": token, "key": "q"}).json() == {
+        "value": value
+    }
+    for key in ("f", "j"):
+        assert http.get(f"{http.base}/api/data", params={"key": key}).json() == {"value": value}
+
+
+def test_a_repeated_parameter_is_a_400(http):
+    token = http.get(f"{http.base}/create_session").json()["session_id"]
+
+    repeated = http.post(
+        f"{http.base}/store_data", params={"session_id": token, "key": ["a", "b"], "value": "v"}
+    )
+
+    assert repeated.status_code == 400
+    assert repeated.json() == {"error": "key must be one text value, not a list"}
+
+
+def test_session_times_are_iso_8601_in_utc(http):
+    http.post(f"{http.base}/login", data={"username": "ivy", "remember": "true"})
+    now = datetime.now(timezone.utc)
+
+    state = http.get(f"{http.base}/api/session").json()["session"]
+    (listed,) = http.get(f"{http.base}/api/sessions").json()["sessions"]
+
+    assert timedelta(days=29) < _utc(state["expires_at"]) - now <= timedelta(days=30)
+    started, active, expires = (_utc(listed[name]) for name in ("created_at", "last_active", "expires_at"))
+    assert abs(started - now) < timedelta(minutes=5)
+    assert started <= active < expires == _utc(state["expires_at"])
+
+
+def test_the_page_confirms_what_its_forms_did(example_server):
+    with _client(example_server) as laptop, _client(example_server) as phone:
+        for browser in (laptop, phone):
+            browser.post(f"{browser.base}/login", data={"username": "ida"})
+        sessions = laptop.get(f"{laptop.base}/api/sessions").json()["sessions"]
+        other = next(entry["handle"] for entry in sessions if not entry["current"])
+
+        def submit(path: str, **fields: str) -> requests.Response:
+            return laptop.post(f"{laptop.base}{path}", data={**fields, "return_to": "/"})
+
+        stored = submit("/api/data", key="k", value="v")
+        ended = submit("/sessions/revoke", handle=other)
+        again = submit("/sessions/revoke", handle=other)
+        everywhere = submit("/logout_everywhere")
+        laptop.post(f"{laptop.base}/api/data", data={"key": "k", "value": "v"})
+        logged_out = submit("/logout")
+
+    notices = [
+        re.search(r'<p id="notice" role="status">([^<]*)</p>', page.text).group(1)
+        for page in (stored, ended, again, everywhere, logged_out)
+    ]
+    assert notices == [
+        "Saved.",
+        "Ended: that session is logged out.",
+        "That session had already ended.",
+        "Logged out everywhere: every one of your sessions has ended.",
+        "Logged out: this browser&#x27;s session has ended.",
+    ]
+    assert 'id="notice"' not in laptop.get(f"{laptop.base}/", params={"done": "<b>hi</b>"}).text
+
+
+def test_the_sessions_list_marks_this_browser_and_offers_to_end_only_the_others(example_server):
+    with _client(example_server) as laptop, _client(example_server) as phone:
+        for browser in (laptop, phone):
+            browser.post(f"{browser.base}/login", data={"username": "jo"})
+        sessions = laptop.get(f"{laptop.base}/api/sessions").json()["sessions"]
+        page = laptop.get(f"{laptop.base}/").text
+
+    rows = re.findall(
+        r"<tr( class=\"current\" aria-current=\"true\")?>(.*?)</tr>",
+        page.split('id="devices"')[1].split("<tbody>")[1],
+    )
+    marked = [cells for current, cells in rows if current]
+    others = [cells for current, cells in rows if not current]
+    (phone_handle,) = (entry["handle"] for entry in sessions if not entry["current"])
+    assert len(marked) == 1 and "this browser" in marked[0] and "End" not in marked[0]
+    assert len(others) == 1 and f'name="handle" value="{phone_handle}"' in others[0]
 
 
 # -- in-process checks ------------------------------------------------------------------------------
@@ -339,16 +437,17 @@ def test_only_the_page_itself_is_a_redirect_target(client):
         "/api/data", params={"key": "k", "value": "v", "return_to": "https://example.com/"}
     )
 
-    assert followed.status_code == 303 and followed.headers["Location"] == "/"
-    assert elsewhere.status_code == 200 and "Location" not in elsewhere.headers
+    assert followed.status_code == 303 and followed.headers["Location"] == "/?done=stored"
+    assert elsewhere.status_code == 400 and "Location" not in elsewhere.headers
+    assert elsewhere.json == {"error": "return_to must be / (back to the page) or left out"}
 
 
 @pytest.mark.parametrize(
     ("params", "error"),
     [
-        ({"key": "k" * 65, "value": "v"}, "key must be 1-64 characters, value at most 1000"),
-        ({"key": "k", "value": "v" * 1001}, "key must be 1-64 characters, value at most 1000"),
-        ({"key": "   ", "value": "v"}, "key must be 1-64 characters, value at most 1000"),
+        ({"key": "k" * 65, "value": "v"}, "key must be at most 64 characters, not 65"),
+        ({"key": "k", "value": "v" * 1001}, "value must be at most 1000 characters, not 1001"),
+        ({"key": "   ", "value": "v"}, "key must not be blank"),
     ],
 )
 def test_oversized_or_blank_form_input_is_a_400_and_stores_nothing(client, app, params, error):
@@ -385,6 +484,131 @@ def test_a_non_number_under_visits_restarts_the_count(client):
     assert client.simulate_post("/api/visits", headers=cookie).json == {"visits": 1}
 
 
+@pytest.fixture
+def token(client) -> str:
+    """A session of the article's endpoints, empty."""
+    return client.simulate_get("/create_session").json["session_id"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params", "error"),
+    [
+        ("POST", "/store_data", {"key": "k" * 65, "value": "v"}, "key must be at most 64 characters, not 65"),
+        (
+            "POST",
+            "/store_data",
+            {"key": "k", "value": "v" * 20_000_000},
+            "value must be at most 1000 characters, not 20000000",
+        ),
+        (
+            "POST",
+            "/store_data",
+            {"key": "a\x00b", "value": "v"},
+            "key must not hold U+0000, a control character",
+        ),
+        ("POST", "/store_data", {"key": "k"}, "Required parameter 'value' not supplied"),
+        ("GET", "/get_data", {"key": "k" * 65}, "key must be at most 64 characters, not 65"),
+        (
+            "GET",
+            "/get_data",
+            {"session_id": "x" * 201, "key": "k"},
+            "session_id must be at most 200 characters, not 201",
+        ),
+        ("GET", "/api/data", {"key": "\t"}, "key must not be blank"),
+        (
+            "POST",
+            "/api/data",
+            {"key": "k", "value": "v", "return_to": "//evil.example"},
+            "return_to must be / (back to the page) or left out",
+        ),
+        ("POST", "/login", {"username": "bob\x07"}, "username must not hold U+0007, a control character"),
+        ("POST", "/login", {"username": "bob", "remember": "maybe"}, "remember must be true or false"),
+        ("POST", "/sessions/revoke", {"handle": "h" * 501}, "handle must be at most 500 characters, not 501"),
+        (
+            "POST",
+            "/logout",
+            {"return_to": "https://example.com/"},
+            "return_to must be / (back to the page) or left out",
+        ),
+    ],
+)
+def test_malformed_input_is_a_400_naming_the_parameter_and_changes_nothing(
+    client, app, token, method, path, params, error
+):
+    sent = {"session_id": token, **params} if path in ("/store_data", "/get_data") else params
+    stored = len(app.middleware.store)
+
+    result = client.simulate_request(method, path, params=sent)
+
+    assert result.status_code == 400
+    assert result.json == {"error": error}
+    assert "Set-Cookie" not in result.headers
+    assert len(app.middleware.store) == stored
+    assert client.simulate_get("/get_data", params={"session_id": token, "key": "k"}).json == {
+        "error": "Invalid key"
+    }
+
+
+def test_json_bodies_must_carry_text_and_parse(client, token):
+    typed = client.simulate_post("/store_data", json={"session_id": token, "key": 5, "value": {"x": 1}})
+    broken = client.simulate_post("/login", body="{nope", headers={"Content-Type": "application/json"})
+    not_utf8 = client.simulate_post("/login", body=b"username=caf\xe9", headers=FORM)
+    multipart = client.simulate_post(
+        "/login", body=b"garbage", headers={"Content-Type": "multipart/form-data; boundary=b"}
+    )
+
+    assert typed.status_code == 400
+    assert typed.json == {
+        "error": "key must be one text value, not a number; value must be one text value, not an object"
+    }
+    assert (broken.status_code, broken.json) == (400, {"error": "the request body is not JSON"})
+    assert (not_utf8.status_code, not_utf8.json) == (400, {"error": "the request body is not utf-8 text"})
+    assert multipart.status_code == 400 and "not as multipart" in multipart.json["error"]
+
+
+def test_a_request_body_over_the_limit_is_refused_unread(client, app):
+    result = client.simulate_post("/api/data", body="key=k&value=" + "v" * app.MAX_BODY, headers=FORM)
+
+    assert result.status_code == 413
+    assert result.json == {"error": f"a request body holds at most {app.MAX_BODY} bytes"}
+    assert "Set-Cookie" not in result.headers
+
+
+def test_the_articles_store_data_holds_a_bounded_number_of_keys(client, app, token):
+    for index in range(app.MAX_KEYS):
+        client.simulate_post("/store_data", params={"session_id": token, "key": f"k{index}", "value": "v"})
+
+    one_more = client.simulate_post("/store_data", params={"session_id": token, "key": "extra", "value": "v"})
+
+    assert one_more.status_code == 400
+    assert one_more.json == {"error": f"a session holds at most {app.MAX_KEYS} keys"}
+    assert client.simulate_get("/get_data", params={"session_id": token, "key": "extra"}).json == {
+        "error": "Invalid key"
+    }
+
+
+def test_a_session_stays_within_its_size_and_still_logs_in_and_shows(client, app):
+    wide = "\U0001f642" * app.MAX_VALUE  # 12,002 bytes as stored JSON (ASCII-escaped)
+    cookie = _cookie(client.simulate_post("/api/data", params={"key": "k0", "value": wide}))
+
+    writes = [
+        client.simulate_post("/api/data", params={"key": f"k{index}", "value": wide}, headers=cookie)
+        for index in range(1, 6)
+    ]
+    logged_in = client.simulate_post(
+        "/login", params={"username": "\U0001f642" * app.MAX_KEY}, headers=cookie
+    )
+    page = client.simulate_get("/", headers=_cookie(logged_in))
+
+    assert [write.status_code for write in writes] == [200, 200, 200, 200, 400]
+    assert writes[-1].json == {
+        "error": "the session would hold 72024 bytes of keys and values, over this app's limit of 64512"
+    }
+    assert logged_in.status_code == 200
+    assert page.status_code == 200
+    assert "<td>k4</td>" in page.text and "<td>k5</td>" not in page.text
+
+
 # -- configuration from the environment -------------------------------------------------------------
 
 
@@ -408,6 +632,7 @@ def test_without_a_secret_the_app_warns_and_sessions_do_not_survive_a_restart(ap
 
     assert "SESSION_SECRET is not set" in caplog.text
     assert "will NOT survive a restart" in caplog.text
+    assert "export SESSION_SECRET=$(.venv/bin/hug-sessions secret)" in caplog.text
     token = first.save(first.open(None))
     assert first.open(token).is_new is False
     assert restarted.open(token).is_new is True
@@ -458,3 +683,17 @@ def test_a_user_with_a_long_non_ascii_name_can_end_another_of_their_sessions(exa
         assert garbage.status_code == 400  # not a handle of theirs; it was a 500 (TypeError)
         assert phone.get(f"{phone.base}/api/session").json() == {"session": None}
         assert laptop.get(f"{laptop.base}/api/session").json()["session"]["user"] == name
+
+
+def test_the_banners_secret_command_runs_from_the_checkout(app, unavailable):
+    command = app.SECRET_COMMAND.split()
+    if not (ROOT / command[0]).exists():
+        unavailable(f"{command[0]} is not there: `make .venv/.installed` makes it")
+
+    made = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip()
+    assert len(secret) >= 43 and re.fullmatch(r"[A-Za-z0-9_-]+", secret)
+    signed = app.middleware_from_env({"SESSION_SECRET": secret, "SESSION_STORE": "memory://"})
+    assert signed.open(signed.save(signed.open(None))).is_new is False
