@@ -3,7 +3,9 @@
 Needs Playwright for Python (the ``test`` extra) and Debian's ``chromium``
 (``playwright install`` cannot download browsers here). Without them these
 tests skip, except under ``CI=true``, where they fail. A failing test leaves a
-screenshot in ``test-artifacts/``.
+screenshot in ``test-artifacts/`` (git ignores it; CI keeps it), and the page
+is photographed there at desktop and phone widths on every run
+(``example-page-desktop.png``, ``example-page-phone.png``).
 """
 
 import html
@@ -33,6 +35,31 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
+#: Browser contexts the page is checked and photographed in: a laptop, and a phone 390 px wide
+#: (iPhone 12 to 15) that honours the page's viewport meta tag as phones do.
+SCREENS = {
+    "desktop": {"viewport": {"width": 1280, "height": 800}},
+    "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True},
+}
+
+#: The words of the text under ``selector`` that the layout splits across two lines.
+SPLIT_WORDS = """(selector) => {
+  const split = [];
+  for (const element of document.querySelectorAll(selector)) {
+    const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const word of node.data.matchAll(/\\S+/g)) {
+        const range = document.createRange();
+        range.setStart(node, word.index);
+        range.setEnd(node, word.index + word[0].length);
+        const lines = new Set([...range.getClientRects()].map((rect) => Math.round(rect.top)));
+        if (lines.size > 1) split.push(word[0]);
+      }
+    }
+  }
+  return split;
+}"""
+
 
 @pytest.fixture(scope="module")
 def chromium(unavailable):
@@ -57,8 +84,8 @@ def new_page(chromium, example_server, request):
     """
     contexts = []
 
-    def open_page():
-        context = chromium.new_context(base_url=example_server.url)
+    def open_page(**options):
+        context = chromium.new_context(base_url=example_server.url, **options)
         context.set_default_timeout(10_000)
         contexts.append(context)
         return context.new_page()
@@ -96,6 +123,12 @@ def _save(page, key: str, value: str) -> None:
 def _data(page) -> dict:
     rows = page.locator("#data tr").all()[1:]
     return dict(tuple(row.locator("td").all_inner_texts()) for row in rows)
+
+
+def _log_in(page, name: str) -> None:
+    page.fill("input[name=username]", name)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log in").click()
 
 
 def test_first_visit_shows_no_session_and_gets_no_cookie(page):
@@ -195,6 +228,54 @@ def test_remember_me_and_log_out_everywhere_across_two_browsers(new_page):
 
     assert _session_cookie(laptop) is None
     assert phone.is_visible("#no-session")
+
+
+def test_this_browser_is_marked_and_what_the_forms_did_is_confirmed(new_page):
+    laptop, phone = new_page(), new_page()
+    for page in (laptop, phone):
+        page.goto("/")
+        _log_in(page, "uma")
+    laptop.reload()
+    this_browser = laptop.locator("#devices tbody tr.current")
+    assert this_browser.count() == 1
+    assert "this browser" in this_browser.inner_text()
+    assert this_browser.get_by_role("button", name="End").count() == 0
+
+    with laptop.expect_navigation():
+        laptop.locator("#devices tbody tr:not(.current)").get_by_role("button", name="End").click()
+    assert laptop.inner_text("#notice") == "Ended: that session is logged out."
+    assert laptop.locator("#devices tbody tr").count() == 1
+    phone.reload()
+    assert phone.is_visible("#no-session")
+
+    _save(laptop, "colour", "teal")
+    assert laptop.inner_text("#notice") == "Saved."
+    with laptop.expect_navigation():
+        laptop.get_by_role("button", name="Log out everywhere").click()
+    assert laptop.inner_text("#notice") == "Logged out everywhere: every one of your sessions has ended."
+    assert laptop.is_visible("#no-session")
+
+
+@pytest.mark.parametrize("screen", SCREENS)
+def test_the_page_wraps_by_word_and_fits_the_screen(new_page, screen, record_property):
+    elsewhere, page = new_page(), new_page(**SCREENS[screen])
+    for browser in (elsewhere, page):
+        browser.goto("/")
+        _log_in(browser, f"noor-{screen}")
+    _save(page, "language", "español")
+    _save(page, "favourite", "teal")
+    _save(page, "greeting", "Good morning, and welcome back to the example page of hug-cookie-sessions")
+    width = SCREENS[screen]["viewport"]["width"]
+
+    assert page.inner_text("#notice") == "Saved."
+    assert "this browser" in page.inner_text("#devices tbody tr.current")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert page.evaluate(SPLIT_WORDS, "#data td, #devices td, dd, #notice") == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / f"example-page-{screen}.png"
+    png = page.screenshot(path=str(shot), full_page=True)
+    record_property("screenshot", str(shot))
+    assert int.from_bytes(png[16:20], "big") == width  # the PNG is as wide as the screen: nothing sticks out
 
 
 # -- cross-origin protection: a hostile page on another loopback origin ----------------------------
