@@ -7,7 +7,9 @@ Run it with ``make run`` (gunicorn, ``examples.app:__hug_wsgi__``) or
   and sessions do not survive a restart (a warning says so).
 - ``SESSION_STORE``: a store URL (``sqlite:///…``, ``redis://…``) or a bare path
   meaning an SQLite file; default ``sessions.sqlite3``.
-- ``SESSION_COOKIE_SECURE``: ``1`` marks the cookie Secure (HTTPS only);
+- ``SESSION_COOKIE_SECURE``: ``1`` marks the cookie Secure (HTTPS only) and names it
+  ``__Host-session``, a name browsers accept only from this exact host over HTTPS, so
+  no sibling subdomain or plain-http page can toss a session cookie in beside it;
   default ``0`` so that the demo works on http://127.0.0.1.
 
 Three kinds of endpoints:
@@ -141,7 +143,13 @@ def middleware_from_env(environ: Mapping[str, str]) -> SessionMiddleware:
         )
     store = store_from_setting(environ.get("SESSION_STORE") or DEFAULT_STORE)
     secure = cookie_secure_from_setting(environ.get("SESSION_COOKIE_SECURE"))
-    return SessionMiddleware(secret, store, cookie_secure=secure, max_session_bytes=MAX_SESSION_BYTES)
+    return SessionMiddleware(
+        secret,
+        store,
+        cookie_name="__Host-session" if secure else "session",
+        cookie_secure=secure,
+        max_session_bytes=MAX_SESSION_BYTES,
+    )
 
 
 class BodyLimit:

@@ -644,8 +644,10 @@ def test_cookie_secure_setting(app, tmp_path):
     default = _cookie_header_from(app.middleware_from_env(store))
     secure = _cookie_header_from(app.middleware_from_env({**store, "SESSION_COOKIE_SECURE": "1"}))
 
-    assert "Secure" not in default
-    assert "; Secure" in secure
+    assert "Secure" not in default and default.startswith("session=")
+    # Secure, the cookie takes the __Host- prefix: no other host or plain-http page can set it.
+    assert "; Secure" in secure and secure.startswith("__Host-session=") and "Path=/" in secure
+    assert "Domain" not in secure
     with pytest.raises(ValueError, match="SESSION_COOKIE_SECURE must be 0 or 1"):
         app.middleware_from_env({**store, "SESSION_COOKIE_SECURE": "yes"})
 
