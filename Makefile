@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-all lint format bench bench-compare clean
+.PHONY: run test test-all lint format docs docs-serve dist check-wheel bench bench-compare clean
 
-$(VENV)/.installed: setup.cfg setup.py
+$(VENV)/.installed: setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[hug,redis,postgres,test]'
@@ -21,9 +21,43 @@ test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The quick suite, then the nox matrix (noxfile.py): hug on Python 3.9-3.13, Falcon 3 and 4 WSGI + ASGI.
-test-all: test
+# The quick suite, the docs site, the built wheel in a fresh venv, then the nox matrix
+# (noxfile.py): hug on Python 3.9-3.13, Falcon 3 and 4 WSGI + ASGI.
+test-all: test docs check-wheel
 	$(BIN)/nox $(NOX_ARGS)
+
+# The docs site (mkdocs.yml): --strict turns a broken link or anchor, or a missing API reference, into a
+# failure (not --quiet: it hides the warnings that --strict counts).
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr $(HOST):$(PORT)
+
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[hug,redis,postgres,test,docs,dist]'
+	touch $@
+
+# sdist and wheel into dist/, checked by twine; a deprecation warning from the build fails it.
+dist: $(VENV)/.docs-installed
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist . >$(VENV)/build.log 2>&1 || { cat $(VENV)/build.log; exit 1; }
+	! grep -i -A8 deprecat $(VENV)/build.log
+	$(BIN)/twine check --strict dist/*
+
+# The built wheel alone, in a fresh venv outside the checkout: it installs without a deprecation
+# warning, imports, and its command prints the package's version.
+WHEEL_VENV := $(VENV)/wheel-check
+check-wheel: dist
+	rm -rf $(WHEEL_VENV)
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install --quiet --disable-pip-version-check dist/*.whl \
+		>$(VENV)/wheel-install.log 2>&1 || { cat $(VENV)/wheel-install.log; exit 1; }
+	! grep -i -A8 deprecat $(VENV)/wheel-install.log
+	cd / && $(CURDIR)/$(WHEEL_VENV)/bin/python -c 'import hug_cookie_sessions as h, sys; \
+		assert "site-packages" in h.__file__, h.__file__; print(h.__name__, h.__version__, h.__file__)'
+	test "$$($(WHEEL_VENV)/bin/hug-sessions --version)" = \
+		"hug-sessions $$($(BIN)/python -c 'import hug_cookie_sessions as h; print(h.__version__)')"
 
 # About five minutes on two cores; writes docs/benchmarks.md and docs/benchmarks.png.
 # `make bench BENCH_ARGS=--quick` checks in a minute that it works (figures go to a temp dir).
@@ -51,4 +85,4 @@ format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .nox .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .nox .pytest_cache .ruff_cache *.egg-info build dist site

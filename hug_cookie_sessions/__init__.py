@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from .stores.redis import RedisStore as RedisStore  # not in __all__: star imports need no redis
     from .stores.redis_async import AsyncRedisStore as AsyncRedisStore
 
+#: The release, the one place it is written: setup.cfg reads it, ``hug-sessions --version`` prints it.
+__version__ = "0.1.0"
+
 __all__ = [
     "CrossOriginProtection",
     "HugStoreAdapter",

@@ -12,18 +12,16 @@ store cannot be reached or read; 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import configparser
 import contextlib
-import importlib.metadata
 import inspect
 import json
 import logging
 import os
 import secrets
 import sys
-from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, TextIO
 
+from . import __version__
 from .signing import new_session_id
 from .stores.base import SessionStoreError, redacted_url
 from .stores.sqlite import SQLiteStore
@@ -77,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         "Exit codes: 0 done, 2 usage error or unusable URL, 3 store unreachable or unreadable, "
         "130 interrupted.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     secret = commands.add_parser("secret", help="print a new random secret key (256 bits, URL-safe)")
@@ -118,17 +116,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
-
-
-def version() -> str:
-    """This package's version: from the installed distribution, else (a source tree run with
-    ``PYTHONPATH``) from ``setup.cfg`` next to the package."""
-    try:
-        return importlib.metadata.version("hug-cookie-sessions")
-    except importlib.metadata.PackageNotFoundError:
-        config = configparser.ConfigParser()
-        config.read(Path(__file__).resolve().parents[1] / "setup.cfg")
-        return config.get("metadata", "version", fallback="unknown")
 
 
 # -- commands ------------------------------------------------------------------------------------
