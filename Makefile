@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-all lint format bench bench-compare clean
+.PHONY: run test test-all typecheck lint format bench bench-compare clean
 
 $(VENV)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,14 @@ test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The quick suite, then the nox matrix (noxfile.py): hug on Python 3.9-3.13, Falcon 3 and 4 WSGI + ASGI.
-test-all: test
+# The quick suite, the type check, then the nox matrix (noxfile.py): hug on Python 3.9-3.13,
+# Falcon 3 and 4 WSGI + ASGI.
+test-all: test typecheck
 	$(BIN)/nox $(NOX_ARGS)
+
+# mypy --strict on the package (its settings: [mypy] in setup.cfg); it must report no error.
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
 
 # About five minutes on two cores; writes docs/benchmarks.md and docs/benchmarks.png.
 # `make bench BENCH_ARGS=--quick` checks in a minute that it works (figures go to a temp dir).
