@@ -56,4 +56,4 @@ format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .nox .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .nox .pytest_cache .ruff_cache .mypy_cache *.egg-info
