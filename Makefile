@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-all lint format docs docs-serve dist check-wheel bench bench-compare clean
+.PHONY: run test test-all typecheck lint format docs docs-serve dist check-wheel bench bench-compare clean
 
 $(VENV)/.installed: setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,9 @@ test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The quick suite, the docs site, the built wheel in a fresh venv, then the nox matrix
-# (noxfile.py): hug on Python 3.9-3.13, Falcon 3 and 4 WSGI + ASGI.
-test-all: test docs check-wheel
+# The quick suite, the type check, the docs site, the built wheel in a fresh venv, then the nox
+# matrix (noxfile.py): hug on Python 3.9-3.13, Falcon 3 and 4 WSGI + ASGI.
+test-all: test typecheck docs check-wheel
 	$(BIN)/nox $(NOX_ARGS)
 
 # The docs site (mkdocs.yml): --strict turns a broken link or anchor, or a missing API reference, into a
@@ -59,6 +59,10 @@ check-wheel: dist
 	test "$$($(WHEEL_VENV)/bin/hug-sessions --version)" = \
 		"hug-sessions $$($(BIN)/python -c 'import hug_cookie_sessions as h; print(h.__version__)')"
 
+# mypy --strict on the package (its settings: [mypy] in setup.cfg); it must report no error.
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
+
 # About five minutes on two cores; writes docs/benchmarks.md and docs/benchmarks.png.
 # `make bench BENCH_ARGS=--quick` checks in a minute that it works (figures go to a temp dir).
 bench: $(VENV)/.bench-installed
@@ -85,4 +89,4 @@ format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .nox .pytest_cache .ruff_cache *.egg-info build dist site
+	rm -rf $(VENV) .nox .pytest_cache .ruff_cache .mypy_cache *.egg-info build dist site

@@ -49,8 +49,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     # psycopg's pool logs each failed connection attempt; the one-line error below says it all.
     logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
+    command: Callable[[argparse.Namespace], int] = args.command
     try:
-        return args.command(args)
+        return command(args)
     except CommandError as error:
         return _fail(str(error), error.exit_code)
     except SessionStoreError as error:
@@ -262,7 +263,7 @@ def _optional(store: Any, method: str) -> Any:
     return found() if callable(found) else None
 
 
-def _call(function: Callable, **kwargs: Any) -> Any:
+def _call(function: Callable[..., Any], **kwargs: Any) -> Any:
     """``function`` called with those of ``kwargs`` it accepts (stores differ in options)."""
     accepted = inspect.signature(function).parameters
     return function(**{name: value for name, value in kwargs.items() if name in accepted})

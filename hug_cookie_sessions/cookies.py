@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.cookies import _unquote
 from typing import Any, Optional, Sequence
@@ -100,6 +100,8 @@ class CookieSettings:
     secure: bool = True
     http_only: bool = True
     same_site: Optional[str] = "Lax"
+    #: The attributes after the value, the same in every header: worked out once, here.
+    _attributes: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_cookie_name(self.name)
@@ -180,7 +182,8 @@ def cookie_header(req: Any) -> Optional[str]:
     except (AttributeError, KeyError, TypeError, ValueError):  # no scope, or no longer readable
         fields = []
     if len(fields) < 2:
-        return req.get_header("Cookie")
+        header: Optional[str] = req.get_header("Cookie")
+        return header
     return "; ".join(field.decode("latin-1") for field in fields)
 
 

@@ -50,7 +50,7 @@ class SessionTooLarge(SessionValueError):
     fill a store (a 20 MB value, 10,000-character keys, thousands of keys). Nothing is saved.
     """
 
-    def __init__(self, size: int, limit: int, largest: str, largest_size: int) -> None:
+    def __init__(self, size: int, limit: float, largest: str, largest_size: int) -> None:
         super().__init__(
             largest,
             None,

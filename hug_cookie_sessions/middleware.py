@@ -126,12 +126,12 @@ class SessionMiddleware:
         self._lock_key = f"{context_name}.lock"
 
     @property
-    def idle_timeout(self) -> Optional[int]:
+    def idle_timeout(self) -> Optional[float]:
         """The default idle timeout, in seconds (None: none); fixed once the middleware is made."""
         return self.policy.idle_timeout
 
     @property
-    def absolute_timeout(self) -> Optional[int]:
+    def absolute_timeout(self) -> Optional[float]:
         """How long a session lives at most from its creation, in seconds (None: no limit)."""
         return self.policy.absolute_timeout
 

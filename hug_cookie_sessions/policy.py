@@ -84,7 +84,7 @@ class Apply(NamedTuple):
     """``store.apply(...)``: new values, removed keys and the expiry of a stored session."""
 
     sid: str
-    changed: dict[str, str]
+    changed: Mapping[str, str]
     removed: frozenset[str]
     expires_at: float
     user_id: Optional[str] = None
@@ -162,7 +162,7 @@ class SavePolicy:
 
     # -- expiry ---------------------------------------------------------------------------
 
-    def idle(self, own: Optional[int]) -> int:
+    def idle(self, own: Optional[int]) -> float:
         """The idle timeout in force: the session's ``own`` (0 or None: the default), else
         the middleware's, else :data:`MAX_LIFETIME`."""
         return own or self.idle_timeout or MAX_LIFETIME

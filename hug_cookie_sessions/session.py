@@ -46,7 +46,7 @@ __all__ = ["NO_CHANGES", "Changes", "Loader", "Opened", "Session", "SessionValue
 _NO_KEYS: frozenset[str] = frozenset()
 
 
-class Session(MutableMapping):
+class Session(MutableMapping[str, Any]):
     """A dict-like session, loaded on first use and saved by the middleware.
 
     ``id`` is None until the session is stored; ``is_new`` stays True until
@@ -85,7 +85,7 @@ class Session(MutableMapping):
         #: Whether anything has used this session (so it was loaded) during the request.
         #: Read-only: the session sets it when it loads.
         self.loaded = False
-        self._loader = loader
+        self._loader: Optional[Loader] = loader
         self._source = source
 
     # -- loading -----------------------------------------------------------------
@@ -167,21 +167,21 @@ class Session(MutableMapping):
         if not self.loaded:
             self._load()
         self._values[key] = value
-        if self._assigned is _NO_KEYS:
+        if not isinstance(self._assigned, set):  # still the shared _NO_KEYS
             self._assigned = set()
         self._assigned.add(key)
-        if key in self._removed:
-            self._removed.remove(key)
+        if isinstance(self._removed, set):
+            self._removed.discard(key)
         self.dirty = True
 
     def __delitem__(self, key: str) -> None:
         if key not in self:
             raise KeyError(key)
         self._values.pop(key, None)
-        if key in self._assigned:
-            self._assigned.remove(key)
+        if isinstance(self._assigned, set):
+            self._assigned.discard(key)
         if key in self._raw:
-            if self._removed is _NO_KEYS:
+            if not isinstance(self._removed, set):
                 self._removed = set()
             self._removed.add(key)
         self.dirty = True
@@ -195,6 +195,7 @@ class Session(MutableMapping):
         """Forget a stored value that is not JSON (a tampered store, a bad migration): the
         request goes on without it, and the next save of that key overwrites it. Logged by
         the session's reference, never its ID."""
+        assert self._sid is not None  # stored values come from a stored record, which has an ID
         log.error(
             "Session %s: dropped the stored value of %r, which is not JSON", session_ref(self._sid), key
         )

@@ -63,7 +63,7 @@ class SessionSigner:
         if isinstance(secret_keys, (str, bytes)):
             secret_keys = [secret_keys]
         if not isinstance(secret_keys, (list, tuple)) or not secret_keys:
-            secret_keys = [None]
+            secret_keys = [""]  # refused just below, with the message for every unusable key
         if not all(isinstance(key, (str, bytes)) and key for key in secret_keys):
             raise ValueError("secret_key must be a non-empty str or bytes, or a non-empty list of them")
         signer = Signer(

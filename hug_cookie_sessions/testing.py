@@ -33,7 +33,7 @@ from .stores.base import Record
 HOUR = 3600.0
 
 
-def record(data: dict[str, str] | None = None, *, ttl: float = HOUR, **meta) -> Record:
+def record(data: dict[str, str] | None = None, *, ttl: float = HOUR, **meta: Any) -> Record:
     """A record that expires ``ttl`` seconds from now."""
     now = time.time()
     return Record(dict(data or {}), now, now + ttl, **meta)
@@ -100,10 +100,10 @@ class BlockingFacade:
 class StoreConformance:
     """The store protocol, one test per promise."""
 
-    def test_unknown_id_loads_nothing(self, store):
+    def test_unknown_id_loads_nothing(self, store: Any) -> None:
         assert store.load(new_session_id()) is None
 
-    def test_created_record_loads_back_with_its_metadata(self, store):
+    def test_created_record_loads_back_with_its_metadata(self, store: Any) -> None:
         sid = new_session_id()
         original = record({"n": "1", "cart": '["apple"]'}, user_id="alice", idle_timeout=600)
         store.create(sid, original)
@@ -113,34 +113,34 @@ class StoreConformance:
         assert loaded.expires_at == pytest.approx(original.expires_at, abs=0.001)
         assert (loaded.user_id, loaded.idle_timeout) == ("alice", 600)
 
-    def test_a_loaded_record_is_a_snapshot_that_later_writes_leave_alone(self, store):
+    def test_a_loaded_record_is_a_snapshot_that_later_writes_leave_alone(self, store: Any) -> None:
         sid = new_session_id()
         store.create(sid, record({"a": "1", "b": "2"}))
         loaded = store.load(sid)
         assert store.apply(sid, {"a": "3"}, {"b"}, time.time() + HOUR)
         assert (loaded.data, store.load(sid).data) == ({"a": "1", "b": "2"}, {"a": "3"})
 
-    def test_sessions_are_independent(self, store):
+    def test_sessions_are_independent(self, store: Any) -> None:
         first, second = new_session_id(), new_session_id()
         store.create(first, record({"who": '"first"'}))
         store.create(second, record({"who": '"second"'}))
         store.apply(first, {"who": '"changed"'}, (), time.time() + HOUR)
         assert store.load(second).data == {"who": '"second"'}
 
-    def test_apply_writes_changed_keys_and_deletes_removed_ones(self, store):
+    def test_apply_writes_changed_keys_and_deletes_removed_ones(self, store: Any) -> None:
         sid = new_session_id()
         store.create(sid, record({"keep": "1", "change": "2", "drop": "3"}))
         assert store.apply(sid, {"change": "20", "new": "4"}, {"drop"}, time.time() + HOUR) is True
         assert store.load(sid).data == {"keep": "1", "change": "20", "new": "4"}
 
-    def test_apply_moves_the_expiry(self, store):
+    def test_apply_moves_the_expiry(self, store: Any) -> None:
         sid = new_session_id()
         store.create(sid, record({"a": "1"}, ttl=60))
         later = time.time() + 2 * HOUR
         store.apply(sid, {}, (), later)
         assert store.load(sid).expires_at == pytest.approx(later, abs=0.001)
 
-    def test_apply_changes_user_and_idle_timeout_only_when_given(self, store):
+    def test_apply_changes_user_and_idle_timeout_only_when_given(self, store: Any) -> None:
         sid = new_session_id()
         store.create(sid, record({"a": "1"}, user_id="alice", idle_timeout=600))
         store.apply(sid, {"a": "2"}, (), time.time() + HOUR)
@@ -150,7 +150,7 @@ class StoreConformance:
         loaded = store.load(sid)
         assert (loaded.user_id, loaded.idle_timeout) == ("bob", 0)
 
-    def test_a_value_write_at_the_stored_expiry_keeps_everything_else(self, store):
+    def test_a_value_write_at_the_stored_expiry_keeps_everything_else(self, store: Any) -> None:
         sid = new_session_id()
         store.create(sid, record({"a": "1", "b": "2"}, user_id="alice", idle_timeout=600))
         expires_at = store.load(sid).expires_at
@@ -159,20 +159,20 @@ class StoreConformance:
         assert loaded.data == {"a": "10", "b": "2", "c": "3"}
         assert (loaded.expires_at, loaded.user_id, loaded.idle_timeout) == (expires_at, "alice", 600)
 
-    def test_a_value_write_at_the_stored_expiry_of_an_expired_session_returns_false(self, store):
+    def test_a_value_write_at_the_stored_expiry_of_an_expired_session_returns_false(self, store: Any) -> None:
         sid = new_session_id()
         expired = record({"a": "1"}, ttl=-1)
         store.create(sid, expired)
         assert store.apply(sid, {"a": "2"}, (), expired.expires_at) is False
         assert store.load(sid) is None
 
-    def test_a_key_both_changed_and_removed_in_one_apply_ends_removed(self, store):
+    def test_a_key_both_changed_and_removed_in_one_apply_ends_removed(self, store: Any) -> None:
         sid = new_session_id()
         store.create(sid, record({"a": "1", "b": "2"}))
         assert store.apply(sid, {"a": "10", "c": "3"}, {"a"}, time.time() + HOUR) is True
         assert store.load(sid).data == {"b": "2", "c": "3"}
 
-    def test_applies_to_different_keys_both_persist(self, store):
+    def test_applies_to_different_keys_both_persist(self, store: Any) -> None:
         sid = new_session_id()
         store.create(sid, record({"base": "0"}))
         store.load(sid), store.load(sid)  # two requests load the same state
@@ -180,7 +180,7 @@ class StoreConformance:
         store.apply(sid, {"right": "2"}, (), time.time() + HOUR)
         assert store.load(sid).data == {"base": "0", "left": "1", "right": "2"}
 
-    def test_concurrent_applies_from_threads_lose_no_key(self, store):
+    def test_concurrent_applies_from_threads_lose_no_key(self, store: Any) -> None:
         sid = new_session_id()
         store.create(sid, record({"base": "0"}))
         expires_at = time.time() + HOUR
@@ -196,19 +196,19 @@ class StoreConformance:
             thread.join()
         assert store.load(sid).data == {"base": "0", **{f"k{index}": "9" for index in range(8)}}
 
-    def test_apply_to_an_unknown_session_returns_false_and_creates_nothing(self, store):
+    def test_apply_to_an_unknown_session_returns_false_and_creates_nothing(self, store: Any) -> None:
         sid = new_session_id()
         assert store.apply(sid, {"a": "1"}, (), time.time() + HOUR) is False
         assert store.load(sid) is None
 
-    def test_apply_after_delete_does_not_bring_the_session_back(self, store):
+    def test_apply_after_delete_does_not_bring_the_session_back(self, store: Any) -> None:
         sid = new_session_id()
         store.create(sid, record({"a": "1"}))
         store.delete(sid)
         assert store.apply(sid, {"b": "2"}, {"a"}, time.time() + HOUR) is False
         assert store.load(sid) is None
 
-    def test_rotate_moves_the_record_and_the_old_id_opens_nothing(self, store):
+    def test_rotate_moves_the_record_and_the_old_id_opens_nothing(self, store: Any) -> None:
         old, new = new_session_id(), new_session_id()
         store.create(old, record({"a": "1"}))
         assert store.rotate(old, new, record({"a": "1", "b": "2"}, user_id="alice")) is True
@@ -217,21 +217,21 @@ class StoreConformance:
         assert loaded.data == {"a": "1", "b": "2"}
         assert loaded.user_id == "alice"
 
-    def test_rotate_of_a_deleted_session_returns_false_and_creates_nothing(self, store):
+    def test_rotate_of_a_deleted_session_returns_false_and_creates_nothing(self, store: Any) -> None:
         old, new = new_session_id(), new_session_id()
         store.create(old, record({"a": "1"}))
         store.delete(old)
         assert store.rotate(old, new, record({"a": "1"})) is False
         assert store.load(new) is None
 
-    def test_after_rotate_the_old_id_cannot_be_written(self, store):
+    def test_after_rotate_the_old_id_cannot_be_written(self, store: Any) -> None:
         old, new = new_session_id(), new_session_id()
         store.create(old, record({"a": "1"}))
         store.rotate(old, new, record({"a": "1"}))
         assert store.apply(old, {"a": "2"}, (), time.time() + HOUR) is False
         assert store.load(new).data == {"a": "1"}
 
-    def test_delete_removes_the_session_and_tolerates_unknown_ids(self, store):
+    def test_delete_removes_the_session_and_tolerates_unknown_ids(self, store: Any) -> None:
         sid = new_session_id()
         store.create(sid, record({"a": "1"}))
         store.delete(sid)
@@ -239,18 +239,18 @@ class StoreConformance:
         store.delete(new_session_id())
         assert store.load(sid) is None
 
-    def test_an_expired_record_is_never_returned(self, store):
+    def test_an_expired_record_is_never_returned(self, store: Any) -> None:
         sid = new_session_id()
         store.create(sid, record({"a": "1"}, ttl=-1))
         assert store.load(sid) is None
 
-    def test_apply_to_an_expired_record_returns_false(self, store):
+    def test_apply_to_an_expired_record_returns_false(self, store: Any) -> None:
         sid = new_session_id()
         store.create(sid, record({"a": "1"}, ttl=-1))
         assert store.apply(sid, {"a": "2"}, (), time.time() + HOUR) is False
         assert store.load(sid) is None
 
-    def test_keys_and_values_with_awkward_characters_round_trip(self, store):
+    def test_keys_and_values_with_awkward_characters_round_trip(self, store: Any) -> None:
         sid = new_session_id()
         data = {
             "'; DROP TABLE sessions; --": '"x"',
@@ -265,12 +265,12 @@ class StoreConformance:
         assert store.load(sid).data["ключ 🍪"] == '"ещё"'
         assert "../../etc/passwd" not in store.load(sid).data
 
-    def test_an_empty_session_can_be_stored(self, store):
+    def test_an_empty_session_can_be_stored(self, store: Any) -> None:
         sid = new_session_id()
         store.create(sid, record({}))
         assert store.load(sid).data == {}
 
-    def test_len_counts_live_sessions(self, store):
+    def test_len_counts_live_sessions(self, store: Any) -> None:
         if not hasattr(store, "__len__"):
             pytest.skip("this store does not count its sessions")
         before = len(store)
@@ -283,7 +283,7 @@ class StoreConformance:
 class UserIndexConformance:
     """The optional per-user index (``UserIndex``): listing and ending one user's sessions."""
 
-    def test_a_user_lists_only_their_own_live_sessions(self, store):
+    def test_a_user_lists_only_their_own_live_sessions(self, store: Any) -> None:
         mine, theirs, expired, unbound = (new_session_id() for _ in range(4))
         store.create(mine, record({"a": "1"}, user_id="alice"))
         store.create(theirs, record({"a": "1"}, user_id="bob"))
@@ -294,25 +294,25 @@ class UserIndexConformance:
         assert listed[mine].user_id == "alice"
         assert store.user_sessions("nobody") == {}
 
-    def test_binding_a_stored_session_adds_it_to_the_index(self, store):
+    def test_binding_a_stored_session_adds_it_to_the_index(self, store: Any) -> None:
         sid = new_session_id()
         store.create(sid, record({"a": "1"}))
         store.apply(sid, {}, (), time.time() + HOUR, user_id="alice")
         assert set(store.user_sessions("alice")) == {sid}
 
-    def test_rotating_keeps_the_binding_under_the_new_id_only(self, store):
+    def test_rotating_keeps_the_binding_under_the_new_id_only(self, store: Any) -> None:
         old, new = new_session_id(), new_session_id()
         store.create(old, record({"a": "1"}, user_id="alice"))
         store.rotate(old, new, record({"a": "1"}, user_id="alice"))
         assert set(store.user_sessions("alice")) == {new}
 
-    def test_a_deleted_session_leaves_the_index(self, store):
+    def test_a_deleted_session_leaves_the_index(self, store: Any) -> None:
         sid = new_session_id()
         store.create(sid, record({"a": "1"}, user_id="alice"))
         store.delete(sid)
         assert store.user_sessions("alice") == {}
 
-    def test_deleting_a_users_sessions_ends_all_of_them_and_no_one_elses(self, store):
+    def test_deleting_a_users_sessions_ends_all_of_them_and_no_one_elses(self, store: Any) -> None:
         alice = [new_session_id() for _ in range(3)]
         bob = new_session_id()
         for sid in alice:
@@ -331,12 +331,12 @@ class LockingConformance:
     Lease expiry needs time to pass, so it is left to each store's own tests.
     """
 
-    def test_a_free_lock_is_taken_and_a_held_one_refused(self, store):
+    def test_a_free_lock_is_taken_and_a_held_one_refused(self, store: Any) -> None:
         sid = new_session_id()
         assert store.acquire_lock(sid, "first", 30) is True
         assert store.acquire_lock(sid, "second", 30) is False
 
-    def test_only_the_holder_releases_a_lock(self, store):
+    def test_only_the_holder_releases_a_lock(self, store: Any) -> None:
         sid = new_session_id()
         store.acquire_lock(sid, "holder", 30)
         store.release_lock(sid, "someone else")
@@ -344,15 +344,15 @@ class LockingConformance:
         store.release_lock(sid, "holder")
         assert store.acquire_lock(sid, "other", 30) is True
 
-    def test_releasing_a_lock_nobody_holds_is_harmless(self, store):
+    def test_releasing_a_lock_nobody_holds_is_harmless(self, store: Any) -> None:
         store.release_lock(new_session_id(), "nobody")
 
-    def test_locks_of_different_sessions_are_independent(self, store):
+    def test_locks_of_different_sessions_are_independent(self, store: Any) -> None:
         first, second = new_session_id(), new_session_id()
         assert store.acquire_lock(first, "a", 30) is True
         assert store.acquire_lock(second, "b", 30) is True
 
-    def test_a_lock_does_not_touch_the_session_it_guards(self, store):
+    def test_a_lock_does_not_touch_the_session_it_guards(self, store: Any) -> None:
         sid = new_session_id()
         store.create(sid, record({"a": "1"}))
         store.acquire_lock(sid, "holder", 30)
@@ -361,9 +361,9 @@ class LockingConformance:
         store.release_lock(sid, "holder")
         assert store.load(sid) is None
 
-    def test_of_threads_racing_for_one_lock_exactly_one_wins(self, store):
+    def test_of_threads_racing_for_one_lock_exactly_one_wins(self, store: Any) -> None:
         sid = new_session_id()
-        winners = []
+        winners: list[int] = []
 
         def race(index: int) -> None:
             if store.acquire_lock(sid, f"token-{index}", 30):

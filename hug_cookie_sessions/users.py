@@ -8,8 +8,9 @@ in a page must not hand out working cookies.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 from .errors import store_failed
 from .policy import SavePolicy
@@ -53,7 +54,7 @@ class UserSessions:
         self.clock = clock
         self._indexed = provides(store, UserIndex)
 
-    def list(self, user_id: str) -> list[SessionInfo]:
+    def list(self, user_id: str) -> builtins.list[SessionInfo]:
         """``user_id``'s live sessions, newest first."""
         self._check_index()
         try:
@@ -62,7 +63,7 @@ class UserSessions:
             raise store_failed(error, "user_sessions") from error
         return self._infos(user_id, records)
 
-    async def list_async(self, user_id: str) -> list[SessionInfo]:
+    async def list_async(self, user_id: str) -> builtins.list[SessionInfo]:
         """:meth:`list` for asyncio apps."""
         self._check_index()
         try:
@@ -75,7 +76,7 @@ class UserSessions:
         """End every session of ``user_id``; how many there were."""
         self._check_index()
         try:
-            return self.store.delete_user_sessions(user_id)
+            return cast(int, self.store.delete_user_sessions(user_id))
         except SessionStoreError as error:
             raise store_failed(error, "delete_user_sessions") from error
 
@@ -83,7 +84,7 @@ class UserSessions:
         """:meth:`revoke_user` for asyncio apps."""
         self._check_index()
         try:
-            return await self.async_store.delete_user_sessions(user_id)
+            return cast(int, await self.async_store.delete_user_sessions(user_id))
         except SessionStoreError as error:
             raise store_failed(error, "delete_user_sessions") from error
 
@@ -132,7 +133,7 @@ class UserSessions:
         if not self._indexed:
             raise TypeError(f"{type(self.store).__name__} cannot list or revoke a user's sessions")
 
-    def _infos(self, user_id: str, records: dict[str, Record]) -> list[SessionInfo]:
+    def _infos(self, user_id: str, records: dict[str, Record]) -> builtins.list[SessionInfo]:
         now = self.clock()
         sessions = [
             SessionInfo(

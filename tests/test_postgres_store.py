@@ -237,3 +237,16 @@ def test_passwords_in_a_url_are_redacted_wherever_they_are():
 def test_importing_the_package_does_not_import_psycopg():
     code = "import sys, hug_cookie_sessions as h; assert 'psycopg' not in sys.modules; h.PostgresStore"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_pool_taking_its_conninfo_from_a_function_serves_sessions(postgres_url, table_prefix):
+    from psycopg_pool import ConnectionPool
+
+    pool = ConnectionPool(lambda: postgres_url, kwargs={"autocommit": True}, min_size=1, open=True)
+    try:
+        store = PostgresStore(pool, table_prefix=table_prefix)
+        sid = new_session_id()
+        store.create(sid, record({"a": "1"}))
+        assert store.load(sid).data == {"a": "1"}
+    finally:
+        pool.close()

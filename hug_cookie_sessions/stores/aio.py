@@ -14,7 +14,7 @@ import asyncio
 import inspect
 from typing import Any, Callable, Collection, Mapping, Optional, Protocol, runtime_checkable
 
-from .base import Record
+from .base import Record, Store
 from .memory import MemoryStore
 
 
@@ -83,7 +83,7 @@ class AsyncStoreAdapter:
         return call
 
 
-def as_blocking_store(store: Any) -> Any:
+def as_blocking_store(store: Any) -> Store:
     """``store`` itself if it is blocking; for an async store, a stand-in whose every method
     raises a TypeError that says to use it with ``falcon.asgi.App``."""
     return _AsyncOnly(store) if is_async_store(store) else store

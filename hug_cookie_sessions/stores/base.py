@@ -237,9 +237,10 @@ def checked_record(
     return Record(data if type(data) is dict else dict(data), created_at, expires_at, user_id, idle_timeout)
 
 
-def unreadable(sid: str, problem: object) -> None:
+def unreadable(sid: str, problem: object) -> Optional[Record]:
     """Log that ``sid``'s stored record cannot be parsed (by :func:`session_ref`, never by ID)
     and return None: a store's ``load`` returns this, so the visitor is anonymous, not a 500."""
     log.error(
         "Session store: the record of session %s cannot be read, ignored: %s", session_ref(sid), problem
     )
+    return None

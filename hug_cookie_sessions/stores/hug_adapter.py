@@ -80,5 +80,5 @@ class HugStoreAdapter:
         self.store.delete(sid)
 
 
-def _as_dict(record: Record) -> dict:
+def _as_dict(record: Record) -> dict[str, Any]:
     return {"data": dict(record.data), **{name: getattr(record, name) for name in _FIELDS}}

@@ -87,6 +87,7 @@ class PostgresStore:
         """This process's pool: made and opened on first use, anew after a fork (a pool's
         connections and worker threads must not cross one)."""
         if self._new_pool is None:
+            assert self._pool is not None  # the pool the store was given
             return self._pool
         if self._pool is None or self._pid != os.getpid():
             with self._lock:
@@ -109,8 +110,8 @@ class PostgresStore:
         """Check the tables are this package's and of this schema version; make them if absent
         and ``create`` (else SessionStoreError). Once per store."""
         statements = self.statements
-        found = db.execute(statements.find_tables, statements.table_names).fetchone()
-        meta = dict(db.execute(statements.read_meta).fetchall()) if found[0] else {}
+        found = schema.one_row(db.execute(statements.find_tables, statements.table_names).fetchone())
+        meta: dict[str, str] = dict(db.execute(statements.read_meta).fetchall()) if found[0] else {}
         if schema.verdict(found, meta, self.table_prefix) == schema.ABSENT:
             if not create:
                 raise SessionStoreError(schema.absent_message(self.table_prefix))
@@ -183,7 +184,9 @@ class PostgresStore:
 
     def delete_user_sessions(self, user_id: str) -> int:
         with self._connection("delete user sessions") as db:
-            return db.execute(self.statements.delete_user_sessions, (user_id, time.time())).fetchone()[0]
+            return schema.count(
+                db.execute(self.statements.delete_user_sessions, (user_id, time.time())).fetchone()
+            )
 
     # -- maintenance ------------------------------------------------------------------------------
 
@@ -214,12 +217,13 @@ class PostgresStore:
 
     def _count(self, statement: str) -> int:
         with self._connection("count") as db:
-            return db.execute(statement, (time.time(),)).fetchone()[0]
+            return schema.count(db.execute(statement, (time.time(),)).fetchone())
 
     def sizes(self) -> dict[str, int]:
         """Bytes on disk of the sessions and the locks table, indexes included."""
         with self._connection("size") as db:
-            return dict(zip(("sessions table", "locks table"), db.execute(self.statements.sizes).fetchone()))
+            row = schema.one_row(db.execute(self.statements.sizes).fetchone())
+            return dict(zip(("sessions table", "locks table"), row))
 
     def close(self) -> None:
         """Close this process's pool, if the store made it."""

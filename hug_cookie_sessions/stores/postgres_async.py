@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import AsyncIterator, Callable, Collection, Mapping, Optional, Union
+from typing import Any, AsyncIterator, Callable, Collection, Mapping, Optional, Union
 
 try:
     import psycopg
@@ -79,20 +79,24 @@ class AsyncPostgresStore:
     async def _prepare(self, db: psycopg.AsyncConnection, *, create: bool) -> None:
         """``PostgresStore._prepare``, awaited: check the tables, make them if absent and ``create``."""
         statements = self.statements
-        found = await (await db.execute(statements.find_tables, statements.table_names)).fetchone()
-        meta = dict(await (await db.execute(statements.read_meta)).fetchall()) if found[0] else {}
+        found = schema.one_row(
+            await (await db.execute(statements.find_tables, statements.table_names)).fetchone()
+        )
+        meta: dict[str, str] = (
+            dict(await (await db.execute(statements.read_meta)).fetchall()) if found[0] else {}
+        )
         if schema.verdict(found, meta, self.table_prefix) == schema.ABSENT:
             if not create:
                 raise SessionStoreError(schema.absent_message(self.table_prefix))
             await db.execute(statements.create_schema)
         self._ready = True
 
-    async def _one(self, action: str, statement: str, params: tuple) -> Optional[tuple]:
+    async def _one(self, action: str, statement: str, params: tuple[Any, ...]) -> Optional[tuple[Any, ...]]:
         """The first row ``statement`` returns (None for none)."""
         async with self._connection(action) as db:
             return await (await db.execute(statement, params)).fetchone()
 
-    async def _run(self, action: str, statement: str, params: tuple) -> int:
+    async def _run(self, action: str, statement: str, params: tuple[Any, ...]) -> int:
         """Run ``statement``; the number of rows it changed."""
         async with self._connection(action) as db:
             return (await db.execute(statement, params)).rowcount
@@ -150,7 +154,7 @@ class AsyncPostgresStore:
         row = await self._one(
             "delete user sessions", self.statements.delete_user_sessions, (user_id, time.time())
         )
-        return row[0]
+        return schema.count(row)
 
     # -- maintenance, awaited ----------------------------------------------------------------------------
 
@@ -171,11 +175,11 @@ class AsyncPostgresStore:
 
     async def count_live(self) -> int:
         """Live sessions (``len(store)`` of the blocking store)."""
-        return (await self._one("count", self.statements.count_live, (time.time(),)))[0]
+        return schema.count(await self._one("count", self.statements.count_live, (time.time(),)))
 
     async def count_expired(self) -> int:
         """Expired sessions not purged yet."""
-        return (await self._one("count", self.statements.count_expired, (time.time(),)))[0]
+        return schema.count(await self._one("count", self.statements.count_expired, (time.time(),)))
 
     async def aclose(self) -> None:
         """Close the pool if the store made it."""

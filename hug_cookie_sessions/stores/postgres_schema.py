@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from typing import Any, Callable, Collection, Iterator, Mapping, Optional
+from typing import Any, Callable, Collection, Iterator, Mapping, Optional, Union, cast
 from urllib.parse import urlsplit
 
 from .base import Record, SessionStoreError, redacted_url
@@ -265,7 +265,7 @@ def stored_data(data: Mapping[str, str]) -> Jsonb:
     return Jsonb({stored_key(key): value for key, value in data.items()})
 
 
-def record_params(sid: str, record: Record) -> tuple:
+def record_params(sid: str, record: Record) -> tuple[str, Jsonb, float, float, Optional[str], Optional[int]]:
     """The six column values of ``record`` stored under ``sid``, in :attr:`Statements.create`'s order."""
     return (
         sid,
@@ -285,18 +285,20 @@ def apply_params(
     user_id: Optional[str],
     idle_timeout: Optional[int],
     now: float,
-) -> tuple:
+) -> tuple[Jsonb, list[str], float, Optional[str], Optional[int], str, float]:
     """:attr:`Statements.apply`'s parameters for one ``Store.apply`` call."""
     removed_keys = [stored_key(key) for key in removed]
     return (stored_data(changed), removed_keys, expires_at, user_id, idle_timeout, sid, now)
 
 
-def rotate_params(old_sid: str, new_sid: str, record: Record, now: float) -> tuple:
+def rotate_params(
+    old_sid: str, new_sid: str, record: Record, now: float
+) -> tuple[str, float, str, Jsonb, float, float, Optional[str], Optional[int]]:
     """:attr:`Statements.rotate`'s parameters; ``now`` decides whether the old session still lives."""
     return (old_sid, now, *record_params(new_sid, record))
 
 
-def record_from_row(row: Optional[tuple]) -> Optional[Record]:
+def record_from_row(row: Optional[tuple[Any, ...]]) -> Optional[Record]:
     """The record of a :attr:`Statements.load` row (None for no row)."""
     if row is None:
         return None
@@ -306,9 +308,22 @@ def record_from_row(row: Optional[tuple]) -> Optional[Record]:
     return Record(data, created_at, expires_at, user_id, idle_timeout)
 
 
-def user_records(rows: list, user_id: str) -> dict[str, Record]:
+def user_records(rows: list[tuple[Any, ...]], user_id: str) -> dict[str, Record]:
     """``user_sessions``' answer from :attr:`Statements.user_sessions` rows (records without data)."""
     return {sid: Record({}, created, expires, user_id, idle) for sid, created, expires, idle in rows}
+
+
+def one_row(row: Optional[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """``row``, of a statement that always answers one (``count(*)``, the table checks): psycopg
+    types every ``fetchone()`` as maybe None."""
+    assert row is not None, "PostgreSQL answered no row to a statement that always answers one"
+    return row
+
+
+def count(row: Optional[tuple[Any, ...]]) -> int:
+    """The ``count(*)`` of a one-row answer."""
+    number: int = one_row(row)[0]
+    return number
 
 
 # -- connecting -------------------------------------------------------------------------------------
@@ -341,7 +356,7 @@ def with_timeouts(conninfo: str, connect_timeout: float, statement_timeout: floa
     extra: dict[str, Any] = {}
     if "connect_timeout" not in params:
         extra["connect_timeout"] = max(1, round(connect_timeout))
-    options = params.get("options") or ""
+    options = str(params.get("options") or "")
     if "statement_timeout" not in options:
         extra["options"] = f"{options} -c statement_timeout={round(statement_timeout * 1000)}".strip()
     return make_conninfo(conninfo, **extra)
@@ -360,14 +375,18 @@ class Failures:
         self.where, self.secret = where, secret
 
     @classmethod
-    def for_conninfo(cls, conninfo: str) -> Failures:
-        """Messages name the host, port and database of ``conninfo``, never its password."""
+    def for_conninfo(cls, conninfo: Union[str, Callable[..., Any]]) -> Failures:
+        """Messages name the host, port and database of ``conninfo``, never its password. A pool
+        may take its conninfo from a function (psycopg_pool 3.3), asked at each connection: then
+        messages name no server."""
+        if not isinstance(conninfo, str):
+            return cls("(conninfo from a function)", None)
         try:
             params = conninfo_to_dict(conninfo)
         except psycopg.Error:
             return cls(redacted_url(conninfo), urlsplit(conninfo).password)
         where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
-        return cls(where, params.get("password"))
+        return cls(where, cast(Optional[str], params.get("password")))  # parsed from text: text
 
     @contextlib.contextmanager
     def __call__(self, action: str) -> Iterator[None]:

@@ -128,7 +128,9 @@ class RedisStore:
         if self._redis is None:
             with self._lock, self._failures("connect"), self._failures.configuring():
                 if self._redis is None:
+                    assert self._url is not None  # only a store given a cluster URL binds late
                     self._bind(client_from_url(self._url))
+        assert self._redis is not None  # bound by __init__ or just above
         return self._redis
 
     @property
@@ -240,7 +242,7 @@ class RedisStore:
         now = repr(time.time())
         with self._failures("delete user sessions"):
             members, end = list(backend.client.smembers(index)), backend.scripts.end_user_session
-            ended = sum(end(keys=[member], args=[user_id, now]) for member in members)
+            ended: int = sum(end(keys=[member], args=[user_id, now]) for member in members)
             if members:
                 # Only these: a session bound meanwhile stays listed.
                 backend.client.srem(index, *members)
@@ -302,7 +304,7 @@ class RedisStore:
 
 def _primaries(backend: _Redis) -> list[redis.Redis]:
     """A client for each server holding data: every primary of a cluster, or the one Redis."""
-    if not backend.cluster:
+    if not isinstance(backend.client, RedisCluster):  # backend.cluster, as mypy can follow it
         return [backend.client]
     return [backend.client.get_redis_connection(node) for node in backend.client.get_primaries()]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Collection, Mapping, Optional, Union
+from typing import Any, Collection, Mapping, Optional, Union
 
 try:
     import redis.asyncio as aioredis
@@ -40,7 +40,10 @@ AsyncClient = Union[aioredis.Redis, RedisCluster]
 def async_client_from_url(url: str) -> AsyncClient:
     """A ``redis.asyncio`` client for ``url`` with ``RedisStore``'s bounded timeouts and retries:
     a ``redis.asyncio.Redis``, or for ``redis+cluster://`` a ``RedisCluster`` (it connects on first use)."""
-    timeouts = {"socket_connect_timeout": layout.CONNECT_TIMEOUT, "socket_timeout": layout.SOCKET_TIMEOUT}
+    timeouts: dict[str, Any] = {
+        "socket_connect_timeout": layout.CONNECT_TIMEOUT,
+        "socket_timeout": layout.SOCKET_TIMEOUT,
+    }
     if layout.scheme(url) == layout.CLUSTER_SCHEME:
         retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
         return RedisCluster.from_url("redis" + url[len(layout.CLUSTER_SCHEME) :], retry=retry, **timeouts)

@@ -314,12 +314,12 @@ def hash_fields(record: Record) -> list[str]:
     ]
 
 
-def create_args(record: Record) -> list:
+def create_args(record: Record) -> list[Union[str, int]]:
     """The :data:`CREATE` script's ARGV."""
     return [ms(record.expires_at), *hash_fields(record)]
 
 
-def rotate_args(record: Record, now: float) -> list:
+def rotate_args(record: Record, now: float) -> list[Union[str, int]]:
     """The :data:`ROTATE` script's ARGV; ``now`` decides whether the old session still lives."""
     return [repr(now), ms(record.expires_at), *hash_fields(record)]
 
@@ -331,13 +331,13 @@ def apply_args(
     user_id: Optional[str],
     idle_timeout: Optional[int],
     now: float,
-) -> list:
+) -> list[Union[str, int]]:
     """The :data:`APPLY` script's ARGV for one ``Store.apply`` call."""
     pairs = field_pairs(expires_at, user_id, idle_timeout, changed)
     return [repr(now), ms(expires_at), len(pairs) // 2, *pairs, *(DATA + key for key in removed)]
 
 
-def record_from_hash(fields: Mapping, now: float) -> Optional[Record]:
+def record_from_hash(fields: Mapping[Union[bytes, str], Union[bytes, str]], now: float) -> Optional[Record]:
     """The record a session hash (``HGETALL``) holds, or None if it is missing or expired at ``now``
     (Redis may not have dropped it yet). ValueError when the hash cannot be parsed (a field that
     is not a number, ``created`` missing, text that is not UTF-8): see :func:`loaded_record`."""
@@ -363,7 +363,9 @@ def record_from_hash(fields: Mapping, now: float) -> Optional[Record]:
     )
 
 
-def loaded_record(fields: Mapping, now: float, sid: str) -> Optional[Record]:
+def loaded_record(
+    fields: Mapping[Union[bytes, str], Union[bytes, str]], now: float, sid: str
+) -> Optional[Record]:
     """:func:`record_from_hash`, with a hash that cannot be parsed logged by its session's
     :func:`~.base.session_ref` and treated as no session (the visitor is anonymous, not a 500)."""
     try:
@@ -413,8 +415,8 @@ def user_record(fields: Any, user_id: str, now: float) -> Optional[Record]:
 
 
 def sort_members(
-    keys: Keys, members: list, replies: list, user_id: str, now: float
-) -> tuple[dict[str, Record], list]:
+    keys: Keys, members: list[Union[bytes, str]], replies: list[Any], user_id: str, now: float
+) -> tuple[dict[str, Record], list[Union[bytes, str]]]:
     """``(live sessions by ID, members to drop)`` of a user's index, from one :func:`user_record`
     reply per member: the index may name ended sessions, and whoever reads it tidies it."""
     live, gone = {}, []

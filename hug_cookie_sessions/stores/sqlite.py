@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Callable, Collection, Iterator, Mapping, Optional
+from typing import Callable, Collection, Iterator, Mapping, Optional, Union
 
 from . import sqlite_schema
 from .base import Record, SessionStoreError, checked_record, unreadable
@@ -115,7 +115,7 @@ class SQLiteStore:
     def _connection(self) -> sqlite3.Connection:
         """This thread's connection, opened (and the schema made) on first use, anew after a fork."""
         local = self._local
-        connection = getattr(local, "connection", None)
+        connection: Optional[sqlite3.Connection] = getattr(local, "connection", None)
         if connection is not None and local.pid == _pid:
             return connection
         connection = sqlite3.connect(
@@ -224,7 +224,7 @@ class SQLiteStore:
             # rather than a transaction that reads the row first. Any other case
             # (the expiry moved, or the session ended) writes nothing here and is
             # settled by the transaction below.
-            params = [value for item in changed.items() for value in item]
+            params: list[Union[str, float]] = [value for item in changed.items() for value in item]
             params += (sid, expires_at, self._clock())
             try:
                 written = self._connection().execute(_values_if_expiry(len(changed)), params).rowcount
@@ -365,7 +365,8 @@ class SQLiteStore:
             )
         except sqlite3.Error as error:
             raise self._fail(error) from error
-        return row[0]
+        count: int = row[0]
+        return count
 
     def close(self) -> None:
         """Close this thread's connection."""

@@ -3,7 +3,7 @@ the environment), ``adapt_store`` for the middleware's ``store`` option."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from .base import Store, provides, redacted_url
 from .hug_adapter import HugStore, HugStoreAdapter
@@ -62,7 +62,7 @@ def adapt_store(store: Optional[Any]) -> Store:
         except ValueError as error:
             raise ValueError(f"store: {error} (a string is read by store_from_url)") from error
     if provides(store, Store):
-        return store
+        return cast(Store, store)
     if provides(store, HugStore):
         return HugStoreAdapter(store)
     raise TypeError(
