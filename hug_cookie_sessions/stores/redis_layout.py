@@ -374,7 +374,10 @@ def record_from_hash(fields: Mapping, now: float) -> Optional[Record]:
         else:
             meta[name] = value
     expires = meta.get("expires")
-    if expires is None or _number(expires, "expires") <= now:
+    if expires is None:
+        return None
+    expires_at = _number(expires, "expires")
+    if expires_at <= now:
         return None
     if "created" not in meta:
         raise ValueError("the hash has no 'created' field")
@@ -383,7 +386,7 @@ def record_from_hash(fields: Mapping, now: float) -> Optional[Record]:
     return Record(
         data,
         _number(meta["created"], "created"),
-        _number(expires, "expires"),
+        expires_at,
         meta.get("user"),
         None if idle is None else _whole(idle, "idle"),
     )
