@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-all typecheck lint format docs docs-serve dist check-wheel bench bench-compare clean
+.PHONY: run test test-all typecheck lint format docs docs-serve dist check-wheel bench bench-compare bench-asgi clean
 
 $(VENV)/.installed: setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,21 @@ COMPARE_ARGS ?= --output docs/benchmarks.md
 bench-compare: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.compare --base $(BASE) $(COMPARE_ARGS)
 
+# This package on falcon.asgi.App (MemoryStore, SQLiteStore, AsyncRedisStore) beside starsessions
+# on Starlette, each over its own bare app; writes the "ASGI side by side" section of
+# docs/benchmarks.md. ASGI needs Falcon 4 (hug pins .venv to Falcon 2), hence its own .venv-asgi.
+# About two minutes; `make bench-asgi ASGI_ARGS="--rounds 3 --number 10"` checks that it works.
+ASGI_VENV := .venv-asgi
+ASGI_ARGS ?= --output docs/benchmarks.md
+bench-asgi: $(ASGI_VENV)/.installed
+	$(ASGI_VENV)/bin/python -m bench.asgi $(ASGI_ARGS)
+
+$(ASGI_VENV)/.installed: setup.cfg setup.py pyproject.toml
+	$(PYTHON) -m venv $(ASGI_VENV)
+	$(ASGI_VENV)/bin/pip install --quiet --upgrade pip
+	$(ASGI_VENV)/bin/pip install --quiet -e '.[redis,bench]' 'falcon>=4,<5'
+	touch $@
+
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[hug,redis,postgres,test,bench]'
 	touch $@
@@ -89,4 +104,4 @@ format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .nox .pytest_cache .ruff_cache .mypy_cache *.egg-info build dist site
+	rm -rf $(VENV) $(ASGI_VENV) .nox .pytest_cache .ruff_cache .mypy_cache *.egg-info build dist site

@@ -38,7 +38,7 @@ import hug_cookie_sessions
 
 from .apps import PATHS, build, make_store, middleware
 from .inprocess import _noop_start_response, call, environ_for, session_cookie
-from .report import SIDE_BY_SIDE, replace_section
+from .sections import SIDE_BY_SIDE, replace_section
 from .sidebyside import Comparison, measure, median_ci
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -38,7 +38,8 @@ from .apps import (
     redis_store_class,
     redis_unavailable_reason,
 )
-from .report import keep_section, render_chart, render_markdown, targets
+from .report import render_chart, render_markdown, targets
+from .sections import KEPT, keep_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -362,7 +363,9 @@ def main() -> None:
     target = os.path.join(args.output, "benchmarks.md")
     if os.path.exists(target):
         with open(target) as previous:
-            text = keep_section(previous.read(), text)  # bench.compare's section is not ours to drop
+            old = previous.read()
+        for prefix in KEPT:  # bench.compare's and bench.asgi's sections are not ours to drop
+            text = keep_section(old, text, prefix)
     with open(target, "w") as out:
         out.write(text)
     render_chart(report, os.path.join(args.output, "benchmarks.png"))

