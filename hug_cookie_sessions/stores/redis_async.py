@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Collection, Mapping, Optional, Union
+from typing import Any, Collection, Mapping, Optional, Sequence, Union
 
 try:
     import redis.asyncio as aioredis
@@ -98,7 +98,9 @@ class AsyncRedisStore:
         await self._run(self._scripts.index_add, [self._keys.user_index(user_id)], [key, keep_ms])
         return []
 
-    async def _run(self, script: Any, keys: list, args: list) -> Any:
+    async def _run(
+        self, script: Any, keys: Sequence[Union[str, bytes]], args: Sequence[Union[str, int]]
+    ) -> Any:
         """``script`` by ``EVALSHA``; if the server lacks it (restarted, failed over, flushed),
         ``SCRIPT LOAD`` and once more.
 
@@ -153,7 +155,7 @@ class AsyncRedisStore:
     async def _rotate_across_slots(self, old_sid: str, new_sid: str, record: Record) -> bool:
         """Redis Cluster: create the new hash, then retire the old one (``RedisStore.rotate``)."""
         await self.create(new_sid, record)
-        args = [repr(time.time()), new_sid, layout.TOMBSTONE_MS]
+        args: list[Union[str, int]] = [repr(time.time()), new_sid, layout.TOMBSTONE_MS]
         try:
             with self._failures("rotate"):
                 retired = await self._run(self._scripts.retire, [self._keys.session(old_sid)], args)
@@ -204,9 +206,10 @@ class AsyncRedisStore:
 
     async def acquire_lock(self, sid: str, token: str, lease: float) -> bool:
         """Take ``sid``'s lock as ``token`` for ``lease`` seconds, as ``RedisStore`` does; never waits."""
-        keys, args = [self._keys.lock(sid)], [token, layout.ms(lease)]
         with self._failures("lock"):
-            return bool(await self._run(self._scripts.acquire_lock, keys, args))
+            return bool(
+                await self._run(self._scripts.acquire_lock, [self._keys.lock(sid)], [token, layout.ms(lease)])
+            )
 
     async def release_lock(self, sid: str, token: str) -> None:
         """Free ``sid``'s lock if ``token`` still holds it."""
