@@ -31,6 +31,7 @@ import logging
 import os
 import secrets
 import string
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +48,11 @@ from hug_cookie_sessions import (
     Store,
     store_from_url,
 )
+
+if sys.version_info >= (3, 10):  # ua-parser 1.x needs 3.10; on 3.9 sessions go without a label
+    from ua_parser import parse as parse_user_agent
+else:
+    parse_user_agent = None
 
 log = logging.getLogger("examples.app")
 
@@ -202,17 +208,19 @@ def describe_session(session: hug.directives.session) -> dict:
 def login(
     username: hug.types.text,
     session: hug.directives.session,
+    request,
     response,
     remember: hug.types.smart_boolean = False,
     return_to: hug.types.text = "",
 ) -> dict:
-    """Log in as ``username`` (a demo: no password). The session gets a new ID;
-    ``remember`` keeps it for 30 idle days with a persistent cookie."""
+    """Log in as ``username`` (a demo: no password). The session gets a new ID and a label
+    from the User-Agent for the sessions list; ``remember`` keeps it for 30 idle days with a
+    persistent cookie."""
     username = username.strip()
     if not 0 < len(username) <= MAX_KEY:
         return _bad_request(response, f"username must be 1-{MAX_KEY} characters")
     session.regenerate()
-    session.bind_user(username)
+    session.bind_user(username, label=device_label(request.user_agent or ""))
     if remember:
         session.set_expiry(REMEMBER_ME)
     session["user"] = username
@@ -310,6 +318,7 @@ def _devices(session: Session) -> list[dict]:
         {
             "handle": info.handle,
             "current": info.handle == current,
+            "label": info.label,
             "created_at": info.created_at,
             "last_active": info.last_active,
             "expires_at": info.expires_at,
@@ -334,15 +343,29 @@ def _devices_panel(session: Session) -> str:
                 '<button type="submit" class="secondary">End</button></form>'
             )
         rows.append(
-            f"<tr><td>{_when(device['created_at'])}</td><td>{_when(device['last_active'])}</td>"
+            f"<tr><td>{html.escape(device['label'] or 'unknown device')}</td>"
+            f"<td>{_when(device['created_at'])}</td><td>{_when(device['last_active'])}</td>"
             f"<td>{_when(device['expires_at'])}</td><td>{action}</td></tr>"
         )
     return (
-        '<table id="devices"><tr><th>started</th><th>last active</th><th>expires</th><th></th></tr>'
+        '<table id="devices"><tr><th>device</th><th>started</th><th>last active</th><th>expires</th>'
+        "<th></th></tr>"
         f"{''.join(rows)}</table>"
         '<form method="post" action="/logout_everywhere"><input type="hidden" name="return_to" value="/">'
         '<button type="submit" class="secondary">Log out everywhere</button></form>'
     )
+
+
+def device_label(user_agent: str) -> Optional[str]:
+    """What the sessions list calls a browser, such as "Firefox on Linux", read from its
+    User-Agent by ua-parser; None when it tells nothing. Only printable characters are kept
+    (what ``bind_user`` takes), the header cut to 512 characters before parsing."""
+    if parse_user_agent is None or not user_agent:
+        return None
+    found = parse_user_agent(user_agent[:512])
+    names = [part.family for part in (found.user_agent, found.os) if part and part.family != "Other"]
+    label = "".join(char for char in " on ".join(names) if char.isprintable())
+    return label[:100] or None
 
 
 def _when(timestamp: float) -> str:

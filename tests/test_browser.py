@@ -51,14 +51,15 @@ def chromium(unavailable):
 
 @pytest.fixture
 def new_page(chromium, example_server, request):
-    """``new_page()`` opens a page in a new, empty browser context (its own cookie jar).
+    """``new_page(**options)`` opens a page in a new, empty browser context (its own cookie jar),
+    made with Playwright's context ``options`` (``user_agent=...``).
 
     When the test fails, each page opened is saved as a screenshot.
     """
     contexts = []
 
-    def open_page():
-        context = chromium.new_context(base_url=example_server.url)
+    def open_page(**options):
+        context = chromium.new_context(base_url=example_server.url, **options)
         context.set_default_timeout(10_000)
         contexts.append(context)
         return context.new_page()
@@ -195,6 +196,27 @@ def test_remember_me_and_log_out_everywhere_across_two_browsers(new_page):
 
     assert _session_cookie(laptop) is None
     assert phone.is_visible("#no-session")
+
+
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+    " Version/17.5 Mobile/15E148 Safari/604.1"
+)
+
+
+def test_the_sessions_list_names_each_browser_by_its_user_agent(new_page):
+    laptop, phone = new_page(), new_page(user_agent=IPHONE)
+    for page in (phone, laptop):
+        page.goto("/")
+        page.fill("input[name=username]", "yan")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Log in").click()
+
+    rows = laptop.locator("#devices tr").all_inner_texts()[1:]
+
+    assert len(rows) == 2
+    assert any(row.startswith("HeadlessChrome on Linux") and "this browser" in row for row in rows)
+    assert any(row.startswith("Mobile Safari on iOS") and "End" in row for row in rows)
 
 
 # -- cross-origin protection: a hostile page on another loopback origin ----------------------------

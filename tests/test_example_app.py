@@ -7,6 +7,7 @@ configuration and rendering run in-process with ``falcon.testing``.
 
 import importlib
 import logging
+import sys
 import uuid
 
 import falcon
@@ -14,7 +15,7 @@ import falcon.testing
 import pytest
 import requests
 
-from hug_cookie_sessions import MemoryStore, SQLiteStore
+from hug_cookie_sessions import MemoryStore, Session, SQLiteStore
 from hug_cookie_sessions.signing import SessionSigner, new_session_id
 
 from .conftest import needs_hug
@@ -249,6 +250,37 @@ def test_the_page_lists_active_sessions_once_logged_in(http):
     http.post(f"{http.base}/login", data={"username": "hal"})
     page = http.get(f"{http.base}/").text
     assert 'id="devices"' in page and "this browser" in page and "Log out everywhere" in page
+
+
+FIREFOX_ON_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+needs_ua_parser = pytest.mark.skipif(sys.version_info < (3, 10), reason="ua-parser 1.x needs Python 3.10")
+
+
+@needs_ua_parser
+def test_each_session_is_listed_with_the_browser_and_system_it_logged_in_from(example_server):
+    with _client(example_server) as laptop, _client(example_server) as script:
+        laptop.post(
+            f"{laptop.base}/login", data={"username": "ivy"}, headers={"User-Agent": FIREFOX_ON_LINUX}
+        )
+        script.post(f"{script.base}/login", data={"username": "ivy"}, headers={"User-Agent": ""})
+
+        listed = laptop.get(f"{laptop.base}/api/sessions").json()["sessions"]
+
+        assert sorted((entry["label"] or "", entry["current"]) for entry in listed) == [
+            ("", False),
+            ("Firefox on Linux", True),
+        ]
+
+
+@needs_ua_parser
+@pytest.mark.parametrize(
+    "user_agent", ["Evil\x01\x7f\u202eBrowser/1.0 (Linux)", "Mozilla/5.0 " + "x" * 10_000, "\u00e9" * 300]
+)
+def test_any_user_agent_gives_a_label_bind_user_takes(app, user_agent):
+    label = app.device_label(user_agent)
+
+    Session(lambda source: (None, None, False)).bind_user("ivy", label)  # no ValueError
+    assert label is None or (len(label) <= 100 and label.isprintable())
 
 
 def test_a_tampered_cookie_is_an_anonymous_visitor(http, example_server):
