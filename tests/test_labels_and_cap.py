@@ -146,6 +146,16 @@ def test_a_third_login_ends_the_first_browsers_session(site, clock):
     assert len(site.middleware.user_sessions("ada")) == 2
 
 
+def test_with_a_cap_of_one_each_login_ends_the_browser_before_it(serve, store, clock):
+    site = make_site(serve, store, clock, idle_timeout=3600, max_sessions_per_user=1)
+    laptop = logged_in(site, "laptop")
+    clock.advance(10)
+    phone = logged_in(site, "phone")
+
+    assert (laptop.value("user"), phone.value("user")) == (None, "ada")
+    assert labels(phone) == ["phone"]
+
+
 def test_the_cap_ends_the_least_recently_active_session_not_the_oldest(site, clock):
     laptop = logged_in(site, "laptop")
     clock.advance(10)
