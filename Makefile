@@ -10,7 +10,7 @@ PORT ?= 8000
 $(VENV)/.installed: setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[hug,redis,postgres,test]'
+	$(BIN)/pip install --quiet -e '.[hug,redis,postgres,test,example]'
 	touch $@
 
 # --preload: the app is imported once, so both workers share the key made when SESSION_SECRET is unset.

@@ -46,7 +46,7 @@ def run_tests(session: nox.Session, *requirements: str) -> None:
 @nox.session(python=["3.9", "3.11", "3.12", "3.13"])
 def hug(session: nox.Session) -> None:
     """hug 2.6 on Falcon 2.0: the whole suite against a hug API."""
-    run_tests(session, "-e", ".[hug,redis,postgres,test]")
+    run_tests(session, "-e", ".[hug,redis,postgres,test,example]")  # the example app runs on hug
 
 
 @nox.session(python=["3.11", "3.13"])

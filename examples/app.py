@@ -40,6 +40,7 @@ import logging
 import os
 import secrets
 import string
+import sys
 import time
 import unicodedata
 from datetime import datetime, timezone
@@ -59,6 +60,11 @@ from hug_cookie_sessions import (
     Store,
     store_from_url,
 )
+
+if sys.version_info >= (3, 10):  # ua-parser 1.x needs 3.10; on 3.9 sessions go without a label
+    from ua_parser import parse as parse_user_agent
+else:
+    parse_user_agent = None
 
 log = logging.getLogger("examples.app")
 
@@ -379,14 +385,16 @@ def describe_session(session: hug.directives.session) -> dict:
 def login(
     username: Username,
     session: hug.directives.session,
+    request,
     response,
     remember: Remember = False,
     return_to: ReturnTo = "",
 ) -> dict:
-    """Log in as ``username`` (a demo: no password). The session gets a new ID;
-    ``remember`` keeps it for 30 idle days with a persistent cookie."""
+    """Log in as ``username`` (a demo: no password). The session gets a new ID and a label
+    from the User-Agent for the sessions list; ``remember`` keeps it for 30 idle days with a
+    persistent cookie."""
     session.regenerate()
-    session.bind_user(username)
+    session.bind_user(username, label=device_label(request.user_agent or ""))
     if remember:
         session.set_expiry(REMEMBER_ME)
     session["user"] = username
@@ -494,6 +502,7 @@ def _listed(info: SessionInfo, current: bool) -> dict:
     return {
         "handle": info.handle,
         "current": current,
+        "label": info.label,
         "created_at": _iso(info.created_at),
         "last_active": _iso(info.last_active),
         "expires_at": _iso(info.expires_at),
@@ -516,10 +525,11 @@ def _session_cells(info: SessionInfo, current: bool) -> dict[str, str]:
             '<button type="submit" class="secondary">End</button></form>'
         )
     return {
-        "browser": "<strong>this browser</strong>" if current else '<span class="muted">elsewhere</span>',
-        "started": _when(info.created_at),
-        "last active": _when(info.last_active),
-        "expires": _when(info.expires_at),
+        "device": html.escape(info.label or "unknown device")
+        + ("<br><strong>this browser</strong>" if current else '<br><span class="muted">elsewhere</span>'),
+        "started": _when_cell(info.created_at),
+        "last active": _when_cell(info.last_active),
+        "expires": _when_cell(info.expires_at),
         "": action,
     }
 
@@ -541,6 +551,18 @@ def _devices_panel(session: Session) -> str:
         '<form method="post" action="/logout_everywhere"><input type="hidden" name="return_to" value="/">'
         '<button type="submit" class="secondary">Log out everywhere</button></form>'
     )
+
+
+def device_label(user_agent: str) -> Optional[str]:
+    """What the sessions list calls a browser, such as "Firefox on Linux", read from its
+    User-Agent by ua-parser; None when it tells nothing. Only printable characters are kept
+    (what ``bind_user`` takes), the header cut to 512 characters before parsing."""
+    if parse_user_agent is None or not user_agent:
+        return None
+    found = parse_user_agent(user_agent[:512])
+    names = [part.family for part in (found.user_agent, found.os) if part and part.family != "Other"]
+    label = "".join(char for char in " on ".join(names) if char.isprintable())
+    return label[:100] or None
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -585,6 +607,12 @@ def _when(timestamp: float, seconds: bool = False) -> str:
     """Unix seconds as people read them on the page: ``2026-12-07 03:25 UTC``."""
     shown = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
     return f"{datetime.fromtimestamp(timestamp, timezone.utc):{shown}} UTC"
+
+
+def _when_cell(timestamp: float) -> str:
+    """:func:`_when` for a table cell: date, time and zone each kept whole."""
+    date, time_of_day, zone = _when(timestamp).split(" ")
+    return " ".join(f'<span class="when">{part}</span>' for part in (date, time_of_day, zone))
 
 
 def _from_now(timestamp: float) -> str:

@@ -64,13 +64,12 @@ ENDED = Save(cookie=CookieChange.EXPIRE)
 class SessionMiddleware:
     """Server-side sessions behind a signed session-ID cookie, for hug and Falcon.
 
-    Add one instance to the API; handlers get the session from
-    ``hug.directives.session`` or ``req.context["session"]``. Timeouts are in
-    seconds, ``None`` disables one. ``persistent=False`` makes the cookie last
-    until the browser closes. ``lock=True`` serialises the requests of one
-    session that load it (see :mod:`hug_cookie_sessions.locking`): a request
-    waits up to ``lock_timeout`` seconds for the lock, then gets a 503; a lock
-    not released lives ``lock_lease`` seconds. ``clock`` exists for tests.
+    Add one instance to the API; handlers get the session from ``hug.directives.session`` or
+    ``req.context["session"]``. Timeouts are in seconds, ``None`` disables one. ``persistent=False`` makes
+    the cookie last until the browser closes. ``lock=True`` serialises the requests of one session that
+    load it (see :mod:`hug_cookie_sessions.locking`): a request waits up to ``lock_timeout`` seconds for
+    the lock, then gets a 503; a lock not released lives ``lock_lease`` seconds. A login beyond
+    ``max_sessions_per_user`` ends the user's least recently active sessions. ``clock``: for tests.
     """
 
     def __init__(
@@ -94,6 +93,7 @@ class SessionMiddleware:
         lock_timeout: float = 10.0,
         lock_lease: float = 30.0,
         max_session_bytes: Optional[int] = 65536,
+        max_sessions_per_user: Optional[int] = None,
     ) -> None:
         if store is None:
             log.warning(
@@ -122,7 +122,9 @@ class SessionMiddleware:
         self.locks = (
             SessionLocks(self.blocking_store, self.async_store, lock_timeout, lock_lease) if lock else None
         )
-        self.users = UserSessions(self.blocking_store, self.async_store, self.signer, self.policy, clock)
+        self.users = UserSessions(
+            self.blocking_store, self.async_store, self.signer, self.policy, clock, max_sessions_per_user
+        )
         self._lock_key = f"{context_name}.lock"
 
     @property
@@ -358,6 +360,7 @@ class SessionMiddleware:
             written = save.write is None or _write(self.blocking_store, save.write)
         except SessionStoreError as error:
             raise store_failed(error, _doing(save)) from error
+        self.users.cap(save, written)
         return self._saved(session, save, written)
 
     async def _save_async(self, session: Session, *, keep_empty: bool = False) -> Save:
@@ -371,6 +374,7 @@ class SessionMiddleware:
             written = save.write is None or await _write_async(self.async_store, save.write)
         except SessionStoreError as error:
             raise store_failed(error, _doing(save)) from error
+        await self.users.cap_async(save, written)
         return self._saved(session, save, written)
 
     def _plan(self, session: Session, keep_empty: bool) -> Save:

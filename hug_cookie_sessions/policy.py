@@ -54,6 +54,9 @@ class Changes(NamedTuple):
     #: Whether these changes only set values: nothing removed, no lifecycle call (worked
     #: out by :meth:`Session.changes`; a ``Changes`` made by hand says False).
     values_only: bool = False
+    #: The label ``bind_user`` gave (with ``user_id``); it is stored with the record of the
+    #: rotation every bind makes, and an apply cannot carry it.
+    label: Optional[str] = None
 
     @property
     def any(self) -> bool:
@@ -127,6 +130,8 @@ class Save(NamedTuple):
     sid: Optional[str] = None
     record: Optional[Record] = None
     max_age: Optional[int] = None
+    #: The user ``write`` binds the session to (``bind_user``): whose per-user cap to check.
+    binds: Optional[str] = None
 
 
 #: Saving that writes nothing and keeps the cookie: what most requests do.
@@ -277,7 +282,8 @@ class SavePolicy:
         max_age = self.cookie_max_age(record, now)
         # A moved expiry alone means nothing to a browser-session cookie (no Max-Age).
         issue = changes.reissue or changes.idle_timeout is not None or (refreshed and max_age is not None)
-        return Save(deletes, write, CookieChange.ISSUE if issue else CookieChange.KEEP, sid, record, max_age)
+        cookie = CookieChange.ISSUE if issue else CookieChange.KEEP
+        return Save(deletes, write, cookie, sid, record, max_age, changes.user_id)
 
     def _replace(
         self,
@@ -303,10 +309,12 @@ class SavePolicy:
             expires_at,
             changes.user_id or (old.user_id if old is not None else None),
             _own_idle(changes, old),
+            _label(changes, old),
         )
         fresh = self.new_sid()
         write: Write = Create(fresh, record) if sid is None else Rotate(sid, fresh, record)
-        return Save(deletes, write, CookieChange.ISSUE, fresh, record, self.cookie_max_age(record, now))
+        max_age = self.cookie_max_age(record, now)
+        return Save(deletes, write, CookieChange.ISSUE, fresh, record, max_age, changes.user_id)
 
     def _unchanged(self, changes: Changes, sid: Optional[str], old: Optional[Record], now: float) -> Save:
         """Nothing to store. The cookie still expires after ``invalidate()`` (whatever the request
@@ -326,6 +334,13 @@ def _own_idle(changes: Changes, old: Optional[Record]) -> Optional[int]:
     if changes.idle_timeout is not None or old is None:
         return changes.idle_timeout
     return old.idle_timeout
+
+
+def _label(changes: Changes, old: Optional[Record]) -> Optional[str]:
+    """The session's label once ``changes`` apply to ``old``: a bind's own, else the stored one."""
+    if changes.user_id is not None:
+        return changes.label
+    return old.label if old is not None else None
 
 
 def _full_data(old: Optional[Record], changes: Changes) -> dict[str, str]:

@@ -16,6 +16,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any, Callable, Optional
 
 from .errors import SessionValueError
+from .labels import check_label
 from .policy import NO_CHANGES, Changes
 from .stores.base import Record, session_ref
 
@@ -299,20 +300,26 @@ class Session(MutableMapping[str, Any]):
             return self._asked.user_id
         return self._record.user_id if self._record is not None else None
 
-    def bind_user(self, user_id: str) -> None:
+    def bind_user(self, user_id: str, label: Optional[str] = None) -> None:
         """Record that this session belongs to ``user_id`` (see ``user_sessions``): call it on login.
 
         The session gets a new ID when it is saved, as with :meth:`regenerate` (a new session
         token on authentication), and when it belonged to another user its data is cleared
         first, so that Bob never inherits what Alice left in a shared browser. Binding the same
         user again keeps the data.
+
+        ``label`` is what the user's session listings show to tell this session from their
+        others, such as "Firefox on Linux" (see :func:`~.labels.check_label`). Each bind sets
+        it anew; None leaves the session without one.
         """
         if not isinstance(user_id, str) or not user_id:
             raise ValueError("user_id must be a non-empty string")
+        check_label(label)
         if self.user_id not in (None, user_id):
             self.clear()
         self.regenerate()
-        self._lifecycle().user_id = user_id
+        asked = self._lifecycle()
+        asked.user_id, asked.label = user_id, label
 
     def set_expiry(self, seconds: Optional[int]) -> None:
         """Override the idle timeout for this session only ("remember me").
@@ -377,6 +384,7 @@ class Session(MutableMapping[str, Any]):
             asked.reissue,
             asked.invalidated,
             asked.default_expiry,
+            label=asked.label,
         )
 
     def full_data(self, changed: Mapping[str, str]) -> dict[str, str]:
@@ -399,6 +407,7 @@ class _Lifecycle:
         "reissue",
         "invalidated",
         "default_expiry",
+        "label",
     )
 
     def __init__(self) -> None:
@@ -409,6 +418,7 @@ class _Lifecycle:
         self.reissue = False
         self.invalidated = False
         self.default_expiry = False
+        self.label: Optional[str] = None
 
 
 def _is_unicode_text(text: str) -> bool:

@@ -113,6 +113,18 @@ class StoreConformance:
         assert loaded.expires_at == pytest.approx(original.expires_at, abs=0.001)
         assert (loaded.user_id, loaded.idle_timeout) == ("alice", 600)
 
+    def test_a_label_is_kept_through_create_rotate_and_apply(self, store: Any) -> None:
+        old, new = new_session_id(), new_session_id()
+        store.create(old, record({"a": "1"}, user_id="alice", label="Firefox on Linux"))
+        assert store.load(old).label == "Firefox on Linux"
+        store.rotate(old, new, record({"a": "1"}, user_id="alice", label="Safari on iPhone ✓"))
+        assert store.apply(new, {"a": "2"}, (), time.time() + HOUR, user_id="alice", idle_timeout=60)
+        loaded = store.load(new)
+        assert (loaded.label, loaded.data) == ("Safari on iPhone ✓", {"a": "2"})
+        unlabelled = new_session_id()
+        store.create(unlabelled, record({"a": "1"}, user_id="alice"))
+        assert store.load(unlabelled).label is None
+
     def test_a_loaded_record_is_a_snapshot_that_later_writes_leave_alone(self, store: Any) -> None:
         sid = new_session_id()
         store.create(sid, record({"a": "1", "b": "2"}))
@@ -293,6 +305,15 @@ class UserIndexConformance:
         assert set(listed) == {mine}
         assert listed[mine].user_id == "alice"
         assert store.user_sessions("nobody") == {}
+
+    def test_a_users_listing_carries_each_sessions_label(self, store: Any) -> None:
+        laptop, phone, old = new_session_id(), new_session_id(), new_session_id()
+        store.create(laptop, record({"a": "1"}, user_id="alice", label="Firefox on Linux"))
+        store.create(old, record({"a": "1"}, user_id="alice", label="Chrome on Android"))
+        store.rotate(old, phone, record({"a": "1"}, user_id="alice", label="Safari on iPhone"))
+        store.create(new_session_id(), record({"a": "1"}, user_id="alice"))
+        labels = sorted(str(listed.label) for listed in store.user_sessions("alice").values())
+        assert labels == ["Firefox on Linux", "None", "Safari on iPhone"]
 
     def test_binding_a_stored_session_adds_it_to_the_index(self, store: Any) -> None:
         sid = new_session_id()

@@ -1,4 +1,4 @@
-"""One user's sessions: listing them ("where am I signed in?") and ending them.
+"""One user's sessions: listing them ("where am I signed in?"), ending them, capping how many.
 
 A store that keeps a per-user index (:class:`~.stores.base.UserIndex`) makes
 this possible. Sessions are named by handles (see
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, cast
 
 from .errors import store_failed
-from .policy import SavePolicy
+from .policy import Save, SavePolicy
 from .session import Session
 from .signing import SessionSigner
 from .stores.base import Record, SessionStoreError, UserIndex, provides
@@ -24,19 +24,24 @@ class SessionInfo:
     """One of a user's sessions as listed by :meth:`SessionMiddleware.user_sessions`.
 
     ``last_active`` is exact to within the idle-refresh step (see ``refresh_fraction``).
+    ``label`` is what ``bind_user(user_id, label)`` gave the session, such as
+    "Firefox on Linux" (None: none).
     """
 
     handle: str
     created_at: float
     last_active: float
     expires_at: float
+    label: Optional[str] = None
 
 
 class UserSessions:
-    """Lists and revokes the sessions of one user, blocking or awaiting.
+    """Lists, revokes and caps the sessions of one user, blocking or awaiting.
 
     A store failure is a :class:`~.errors.SessionUnavailable` (503); a store
-    without a user index is a TypeError, raised on use.
+    without a user index is a TypeError, raised on use. ``max_per_user`` (None:
+    no cap) is checked here: a ValueError naming ``max_sessions_per_user`` unless
+    it is a whole number >= 1, or when the store has no user index to enforce it with.
     """
 
     def __init__(
@@ -46,6 +51,7 @@ class UserSessions:
         signer: SessionSigner,
         policy: SavePolicy,
         clock: Callable[[], float],
+        max_per_user: Optional[int] = None,
     ) -> None:
         self.store = store
         self.async_store = async_store
@@ -53,6 +59,14 @@ class UserSessions:
         self.policy = policy
         self.clock = clock
         self._indexed = provides(store, UserIndex)
+        if max_per_user is not None:
+            if isinstance(max_per_user, bool) or not isinstance(max_per_user, int) or max_per_user < 1:
+                raise ValueError(f"max_sessions_per_user must be an int >= 1 or None, not {max_per_user!r}")
+            if not self._indexed:
+                raise ValueError(
+                    f"max_sessions_per_user needs a store with a user index; {type(store).__name__} has none"
+                )
+        self.max_per_user = max_per_user
 
     def list(self, user_id: str) -> builtins.list[SessionInfo]:
         """``user_id``'s live sessions, newest first."""
@@ -123,6 +137,50 @@ class UserSessions:
             raise store_failed(error, "revoke") from error
         return sid is not None
 
+    def cap(self, save: Save, written: bool) -> None:
+        """Once ``save`` is made (``written``: its write landed), end the least recently active
+        sessions of the user it binds (``bind_user``) beyond ``max_per_user``, never the one
+        it saved. Any other save, or no cap, costs nothing.
+
+        Ended as :meth:`revoke` ends one (deleted, so a request still in flight for it
+        cannot write it back). Concurrent logins of one user may each end a session the
+        other would have kept, never leave more than the cap once both are done.
+        """
+        if self.max_per_user is None or save.binds is None or not written:
+            return
+        try:
+            for sid in self._over_cap(self.store.user_sessions(save.binds), save.sid):
+                self.store.delete(sid)
+        except SessionStoreError as error:
+            raise store_failed(error, "max_sessions_per_user") from error
+
+    async def cap_async(self, save: Save, written: bool) -> None:
+        """:meth:`cap` for asyncio apps."""
+        if self.max_per_user is None or save.binds is None or not written:
+            return
+        try:
+            for sid in self._over_cap(await self.async_store.user_sessions(save.binds), save.sid):
+                await self.async_store.delete(sid)
+        except SessionStoreError as error:
+            raise store_failed(error, "max_sessions_per_user") from error
+
+    def _over_cap(self, records: dict[str, Record], kept: Optional[str]) -> builtins.list[str]:
+        """The sessions among ``records`` to end so that, with ``kept``, at most ``max_per_user``
+        stay live: the least recently active first (ties: the oldest)."""
+        assert self.max_per_user is not None
+        now = self.clock()
+        others = sorted(
+            (self._last_active(record, now), record.created_at, sid)
+            for sid, record in records.items()
+            if sid != kept and record.expires_at > now
+        )
+        excess = len(others) + 1 - self.max_per_user
+        return [sid for _, _, sid in others[: max(excess, 0)]]
+
+    def _last_active(self, record: Record, now: float) -> float:
+        """When ``record``'s session was last used, as its expiry tells (to the refresh step)."""
+        return max(record.created_at, min(now, record.expires_at - self.policy.idle(record.idle_timeout)))
+
     def handle(self, session: Session) -> Optional[str]:
         """The handle of a stored, user-bound ``session``; None for any other."""
         if session.id is None or session.user_id is None:
@@ -139,8 +197,9 @@ class UserSessions:
             SessionInfo(
                 self.signer.handle(user_id, sid),
                 record.created_at,
-                max(record.created_at, min(now, record.expires_at - self.policy.idle(record.idle_timeout))),
+                self._last_active(record, now),
                 record.expires_at,
+                record.label,
             )
             for sid, record in records.items()
             if record.expires_at > now

@@ -114,7 +114,7 @@ def actions(middleware: SessionMiddleware) -> Dict[Tuple[str, str], Action]:
     @route("POST", "/login")
     def login(call):
         call.session.regenerate()
-        call.session.bind_user(call.params["user"])
+        call.session.bind_user(call.params["user"], label=call.params.get("label"))
         call.session["user"] = call.params["user"]
         return {"ok": True}
 
@@ -131,7 +131,13 @@ def actions(middleware: SessionMiddleware) -> Dict[Tuple[str, str], Action]:
         listed = yield Use("user_sessions", (call.session.user_id,))
         return {
             "sessions": [
-                {"handle": info.handle, "current": info.handle == current, **_times(info)} for info in listed
+                {
+                    "handle": info.handle,
+                    "current": info.handle == current,
+                    "label": info.label,
+                    **_times(info),
+                }
+                for info in listed
             ]
         }
 

@@ -78,7 +78,8 @@ def chromium(unavailable):
 
 @pytest.fixture
 def new_page(chromium, example_server, request):
-    """``new_page()`` opens a page in a new, empty browser context (its own cookie jar).
+    """``new_page(**options)`` opens a page in a new, empty browser context (its own cookie jar),
+    made with Playwright's context ``options`` (``user_agent=...``).
 
     When the test fails, each page opened is saved as a screenshot.
     """
@@ -276,6 +277,27 @@ def test_the_page_wraps_by_word_and_fits_the_screen(new_page, screen, record_pro
     png = page.screenshot(path=str(shot), full_page=True)
     record_property("screenshot", str(shot))
     assert int.from_bytes(png[16:20], "big") == width  # the PNG is as wide as the screen: nothing sticks out
+
+
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+    " Version/17.5 Mobile/15E148 Safari/604.1"
+)
+
+
+def test_the_sessions_list_names_each_browser_by_its_user_agent(new_page):
+    laptop, phone = new_page(), new_page(user_agent=IPHONE)
+    for page in (phone, laptop):
+        page.goto("/")
+        page.fill("input[name=username]", "yan")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Log in").click()
+
+    rows = laptop.locator("#devices tr").all_inner_texts()[1:]
+
+    assert len(rows) == 2
+    assert any(row.startswith("HeadlessChrome on Linux") and "this browser" in row for row in rows)
+    assert any(row.startswith("Mobile Safari on iOS") and "End" in row for row in rows)
 
 
 # -- cross-origin protection: a hostile page on another loopback origin ----------------------------

@@ -312,8 +312,9 @@ def test_a_new_store_file_carries_the_marker(tmp_path):
 
 
 def earlier_versions_store(path: Path, *, with_locks: bool) -> None:
-    """A store as versions before the marker made it: these tables, no application_id, no user_version."""
-    schema = sqlite_schema.SCHEMA
+    """A store as versions before the marker made it: these tables (without the label column, which
+    came later), no application_id, no user_version."""
+    schema = sqlite_schema.SCHEMA.replace(",\n    label TEXT", "")
     if not with_locks:  # the first versions had no lock table
         schema = schema[: schema.index("CREATE TABLE IF NOT EXISTS session_locks")]
     now = time.time()

@@ -9,6 +9,7 @@ import importlib
 import logging
 import re
 import subprocess
+import sys
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -17,7 +18,7 @@ import falcon.testing
 import pytest
 import requests
 
-from hug_cookie_sessions import MemoryStore, SQLiteStore
+from hug_cookie_sessions import MemoryStore, Session, SQLiteStore
 from hug_cookie_sessions.signing import SessionSigner, new_session_id
 
 from .conftest import ROOT, needs_hug
@@ -259,6 +260,37 @@ def test_the_page_lists_active_sessions_once_logged_in(http):
     assert 'id="devices"' in page and "this browser" in page and "Log out everywhere" in page
 
 
+FIREFOX_ON_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+needs_ua_parser = pytest.mark.skipif(sys.version_info < (3, 10), reason="ua-parser 1.x needs Python 3.10")
+
+
+@needs_ua_parser
+def test_each_session_is_listed_with_the_browser_and_system_it_logged_in_from(example_server):
+    with _client(example_server) as laptop, _client(example_server) as script:
+        laptop.post(
+            f"{laptop.base}/login", data={"username": "ivy"}, headers={"User-Agent": FIREFOX_ON_LINUX}
+        )
+        script.post(f"{script.base}/login", data={"username": "ivy"}, headers={"User-Agent": ""})
+
+        listed = laptop.get(f"{laptop.base}/api/sessions").json()["sessions"]
+
+        assert sorted((entry["label"] or "", entry["current"]) for entry in listed) == [
+            ("", False),
+            ("Firefox on Linux", True),
+        ]
+
+
+@needs_ua_parser
+@pytest.mark.parametrize(
+    "user_agent", ["Evil\x01\x7f\u202eBrowser/1.0 (Linux)", "Mozilla/5.0 " + "x" * 10_000, "\u00e9" * 300]
+)
+def test_any_user_agent_gives_a_label_bind_user_takes(app, user_agent):
+    label = app.device_label(user_agent)
+
+    Session(lambda source: (None, None, False)).bind_user("ivy", label)  # no ValueError
+    assert label is None or (len(label) <= 100 and label.isprintable())
+
+
 def test_a_tampered_cookie_is_an_anonymous_visitor(http, example_server):
     http.post(f"{http.base}/api/data", data={"key": "k", "value": "v"})
     with _client(example_server) as forger:
@@ -319,7 +351,7 @@ def test_a_repeated_parameter_is_a_400(http):
 
 
 def test_session_times_are_iso_8601_in_utc(http):
-    http.post(f"{http.base}/login", data={"username": "ivy", "remember": "true"})
+    http.post(f"{http.base}/login", data={"username": "iris", "remember": "true"})
     now = datetime.now(timezone.utc)
 
     state = http.get(f"{http.base}/api/session").json()["session"]

@@ -47,6 +47,10 @@ class Record:
     A record is a value: once handed to a store or returned by one, nobody
     changes it (the middleware never does), so a store may keep the object it
     was given and return it again, and a loaded record is a snapshot.
+
+    ``label`` is what listings show of a user's session ("Firefox on Linux"), set by
+    ``bind_user(user_id, label)``; it reaches a store only through :meth:`Store.create`
+    and :meth:`Store.rotate` (a bind always rotates), so ``apply`` never changes it.
     """
 
     data: dict[str, str]
@@ -54,6 +58,7 @@ class Record:
     expires_at: float
     user_id: Optional[str] = None
     idle_timeout: Optional[int] = None
+    label: Optional[str] = None
 
     def updated(
         self,
@@ -73,6 +78,7 @@ class Record:
             expires_at,
             self.user_id if user_id is None else user_id,
             self.idle_timeout if idle_timeout is None else idle_timeout,
+            self.label,
         )
 
 
@@ -214,27 +220,34 @@ def session_ref(sid: str) -> str:
 
 
 def checked_record(
-    data: Any, created_at: Any, expires_at: Any, user_id: Any = None, idle_timeout: Any = None
+    data: Any,
+    created_at: Any,
+    expires_at: Any,
+    user_id: Any = None,
+    idle_timeout: Any = None,
+    label: Any = None,
 ) -> Record:
     """A :class:`Record` of values read back from storage, or ValueError saying which is unusable.
 
     Stores call it on what they load, so that a record changed behind their back (a bad
     migration, a hand-edited row, another program's key) is refused here, with a reason,
     rather than failing later inside a request: times must be finite numbers, ``user_id``
-    text, ``idle_timeout`` a whole number, ``data`` a mapping of text to text.
+    and ``label`` text, ``idle_timeout`` a whole number, ``data`` a mapping of text to text.
     """
     for name, value in (("created_at", created_at), ("expires_at", expires_at)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"{name} is not a time: {type(value).__name__}")
-    if user_id is not None and not isinstance(user_id, str):
-        raise ValueError(f"user_id is not text: {type(user_id).__name__}")
+    for name, value in (("user_id", user_id), ("label", label)):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name} is not text: {type(value).__name__}")
     if idle_timeout is not None and (isinstance(idle_timeout, bool) or not isinstance(idle_timeout, int)):
         raise ValueError(f"idle_timeout is not a whole number: {type(idle_timeout).__name__}")
     if not isinstance(data, Mapping) or not all(
         isinstance(key, str) and isinstance(value, str) for key, value in data.items()
     ):
         raise ValueError("data is not a mapping of text keys to JSON text")
-    return Record(data if type(data) is dict else dict(data), created_at, expires_at, user_id, idle_timeout)
+    data = data if type(data) is dict else dict(data)
+    return Record(data, created_at, expires_at, user_id, idle_timeout, label)
 
 
 def unreadable(sid: str, problem: object) -> Optional[Record]:

@@ -15,7 +15,7 @@ from typing import Any, Collection, Mapping, Optional, Protocol
 
 from .base import Record, checked_record, unreadable
 
-_FIELDS = ("created_at", "expires_at", "user_id", "idle_timeout")
+_FIELDS = ("created_at", "expires_at", "user_id", "idle_timeout", "label")
 
 
 class HugStore(Protocol):

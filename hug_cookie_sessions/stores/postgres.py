@@ -107,20 +107,23 @@ class PostgresStore:
             yield db
 
     def _prepare(self, db: psycopg.Connection, *, create: bool) -> None:
-        """Check the tables are this package's and of this schema version; make them if absent
-        and ``create`` (else SessionStoreError). Once per store."""
+        """Check the tables are this package's and of a schema version this release reads. With
+        ``create``, make them if absent or bring an older version's up to date, once per store;
+        without, absent tables are a SessionStoreError, and older ones pass unchanged."""
         statements = self.statements
         found = schema.one_row(db.execute(statements.find_tables, statements.table_names).fetchone())
         meta: dict[str, str] = dict(db.execute(statements.read_meta).fetchall()) if found[0] else {}
-        if schema.verdict(found, meta, self.table_prefix) == schema.ABSENT:
-            if not create:
-                raise SessionStoreError(schema.absent_message(self.table_prefix))
-            db.execute(statements.create_schema)
-        self._ready = True
+        state = schema.verdict(found, meta, self.table_prefix)
+        if state == schema.ABSENT and not create:
+            raise SessionStoreError(schema.absent_message(self.table_prefix))
+        if state != schema.READY and create:
+            db.execute(statements.create_schema)  # makes the tables, or brings them up to date
+        self._ready = create or state == schema.READY
 
     def check_schema(self) -> None:
         """SessionStoreError unless the database holds this package's session tables; changes
-        nothing (what ``hug-sessions`` runs before any command)."""
+        nothing (what ``hug-sessions`` runs before any command). Tables of an older schema
+        version pass; the store's next call brings them up to date."""
         with self._failures("check the tables"), self.pool.connection() as db:
             self._prepare(db, create=False)
 

@@ -77,7 +77,8 @@ class AsyncPostgresStore:
                 yield db
 
     async def _prepare(self, db: psycopg.AsyncConnection, *, create: bool) -> None:
-        """``PostgresStore._prepare``, awaited: check the tables, make them if absent and ``create``."""
+        """``PostgresStore._prepare``, awaited: check the tables; with ``create``, make them if
+        absent or bring an older version's up to date."""
         statements = self.statements
         found = schema.one_row(
             await (await db.execute(statements.find_tables, statements.table_names)).fetchone()
@@ -85,11 +86,12 @@ class AsyncPostgresStore:
         meta: dict[str, str] = (
             dict(await (await db.execute(statements.read_meta)).fetchall()) if found[0] else {}
         )
-        if schema.verdict(found, meta, self.table_prefix) == schema.ABSENT:
-            if not create:
-                raise SessionStoreError(schema.absent_message(self.table_prefix))
-            await db.execute(statements.create_schema)
-        self._ready = True
+        state = schema.verdict(found, meta, self.table_prefix)
+        if state == schema.ABSENT and not create:
+            raise SessionStoreError(schema.absent_message(self.table_prefix))
+        if state != schema.READY and create:
+            await db.execute(statements.create_schema)  # makes the tables, or brings them up to date
+        self._ready = create or state == schema.READY
 
     async def _one(self, action: str, statement: str, params: tuple[Any, ...]) -> Optional[tuple[Any, ...]]:
         """The first row ``statement`` returns (None for none)."""

@@ -11,11 +11,12 @@ Layout (``p`` is the table prefix, ``session`` by default):
 - ``p_sessions``: one row per session: ``id``, ``data`` (``jsonb``: each
   session key maps to its value's JSON text, kept as a JSON string so it comes
   back byte for byte), ``created_at``, ``expires_at`` (Unix seconds, ``float8``),
-  ``user_id`` and ``idle_timeout``; indexed by expiry (purging) and by user.
+  ``user_id``, ``idle_timeout`` and ``label``; indexed by expiry (purging) and by user.
 - ``p_locks``: one row per held session lock (``lock=True``): id, token, lease end.
 - ``p_meta``: ``schema`` = ``hug-cookie-sessions`` and ``version`` = the schema
   version, so a later release can migrate, and the CLI can tell our tables from
-  someone else's.
+  someone else's. Version 2 added ``label``: a store finding version 1 tables
+  adds the column on first use (:attr:`Statements.create_schema` does both).
 
 Why one row with a ``jsonb`` column rather than a row per key (as SQLite has):
 every write of the protocol is then one ``UPDATE`` whose ``WHERE`` says "only
@@ -50,7 +51,10 @@ except ImportError as error:  # pragma: no cover - depends on the installation
     ) from error
 
 #: The schema this release creates and reads; ``p_meta`` records it.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Older schema versions a store brings up to date on first use (``create_schema``).
+UPGRADABLE_VERSIONS = ("1",)
 
 #: What ``p_meta``'s ``schema`` row holds in a database this package set up.
 SCHEMA_OWNER = "hug-cookie-sessions"
@@ -74,7 +78,7 @@ ESCAPED = "\x01"
 
 _PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 
-ABSENT, READY = "absent", "ready"
+ABSENT, OUTDATED, READY = "absent", "outdated", "ready"
 
 
 class Statements:
@@ -87,13 +91,13 @@ class Statements:
         p = self.table_prefix = table_prefix
         s, locks, meta = (f'"{p}_{name}"' for name in ("sessions", "locks", "meta"))
         self.table_names = (f"{p}_meta", f"{p}_sessions", f"{p}_locks")
-        columns = "id, data, created_at, expires_at, user_id, idle_timeout"
+        columns = "id, data, created_at, expires_at, user_id, idle_timeout, label"
         live = "id = %s AND expires_at > %s"
-        self.load = f"SELECT data, created_at, expires_at, user_id, idle_timeout FROM {s} WHERE {live}"
+        self.load = f"SELECT data, created_at, expires_at, user_id, idle_timeout, label FROM {s} WHERE {live}"
         self.create = (
-            f"INSERT INTO {s} ({columns}) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
-            " data = excluded.data, created_at = excluded.created_at, expires_at = excluded.expires_at,"
-            " user_id = excluded.user_id, idle_timeout = excluded.idle_timeout"
+            f"INSERT INTO {s} ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE"
+            " SET data = excluded.data, created_at = excluded.created_at, expires_at = excluded.expires_at,"
+            " user_id = excluded.user_id, idle_timeout = excluded.idle_timeout, label = excluded.label"
         )
         self.apply = (
             f"UPDATE {s} SET data = (data || %s) - %s::text[], expires_at = %s,"
@@ -103,11 +107,12 @@ class Statements:
         # One statement, so no moment exists where both IDs (or neither, with the data lost) are stored.
         self.rotate = (
             f"WITH old AS (DELETE FROM {s} WHERE {live} RETURNING id)"
-            f" INSERT INTO {s} ({columns}) SELECT %s, %s, %s, %s, %s, %s FROM old"
+            f" INSERT INTO {s} ({columns}) SELECT %s, %s, %s, %s, %s, %s, %s FROM old"
         )
         self.delete = f"DELETE FROM {s} WHERE id = %s"
         self.user_sessions = (
-            f"SELECT id, created_at, expires_at, idle_timeout FROM {s} WHERE user_id = %s AND expires_at > %s"
+            f"SELECT id, created_at, expires_at, idle_timeout, label FROM {s}"
+            " WHERE user_id = %s AND expires_at > %s"
         )
         self.delete_user_sessions = (
             f"WITH ended AS (DELETE FROM {s} WHERE user_id = %s RETURNING expires_at)"
@@ -133,6 +138,7 @@ class Statements:
         self.read_meta = f"SELECT name, value FROM {meta}"
         # One simple-protocol round trip, one transaction: the advisory lock serialises workers
         # that create the schema at the same moment (CREATE ... IF NOT EXISTS alone can collide).
+        # Run on tables of an older version, it brings them up to date (ADD COLUMN IF NOT EXISTS).
         self.create_schema = f"""
 BEGIN;
 SELECT pg_advisory_xact_lock(hashtext('{SCHEMA_OWNER}:{p}'));
@@ -143,8 +149,10 @@ CREATE TABLE IF NOT EXISTS {s} (
     created_at double precision NOT NULL,
     expires_at double precision NOT NULL,
     user_id text,
-    idle_timeout integer
+    idle_timeout integer,
+    label text
 );
+ALTER TABLE {s} ADD COLUMN IF NOT EXISTS label text;
 CREATE INDEX IF NOT EXISTS "{p}_sessions_by_expiry" ON {s} (expires_at);
 CREATE INDEX IF NOT EXISTS "{p}_sessions_by_user" ON {s} (user_id) WHERE user_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS {locks} (
@@ -153,15 +161,16 @@ CREATE TABLE IF NOT EXISTS {locks} (
     expires_at double precision NOT NULL
 );
 INSERT INTO {meta} VALUES ('schema', '{SCHEMA_OWNER}'), ('version', '{SCHEMA_VERSION}')
-    ON CONFLICT DO NOTHING;
+    ON CONFLICT (name) DO UPDATE SET value = excluded.value;
 COMMIT;
 """
 
 
 def verdict(found: Collection[bool], meta: Mapping[str, str], table_prefix: str) -> str:
-    """:data:`READY` or :data:`ABSENT` for what :attr:`Statements.find_tables` found (meta,
-    sessions, locks) and ``p_meta``'s rows; SessionStoreError for tables that are not this
-    package's, or a schema version this release does not know (nothing is changed either way)."""
+    """:data:`READY`, :data:`ABSENT` or :data:`OUTDATED` (a version of
+    :data:`UPGRADABLE_VERSIONS`) for what :attr:`Statements.find_tables` found (meta, sessions,
+    locks) and ``p_meta``'s rows; SessionStoreError for tables that are not this package's, or a
+    schema version this release does not know (nothing is changed either way)."""
     if not any(found):
         return ABSENT
     if meta.get("schema") != SCHEMA_OWNER:
@@ -169,6 +178,8 @@ def verdict(found: Collection[bool], meta: Mapping[str, str], table_prefix: str)
             f"PostgreSQL tables with prefix {table_prefix!r} exist but were not made by {SCHEMA_OWNER};"
             " choose another table_prefix"
         )
+    if meta.get("version") in UPGRADABLE_VERSIONS:
+        return OUTDATED
     if meta.get("version") != str(SCHEMA_VERSION):
         raise SessionStoreError(
             f"PostgreSQL session tables {table_prefix!r} have schema version {meta.get('version')!r};"
@@ -265,8 +276,10 @@ def stored_data(data: Mapping[str, str]) -> Jsonb:
     return Jsonb({stored_key(key): value for key, value in data.items()})
 
 
-def record_params(sid: str, record: Record) -> tuple[str, Jsonb, float, float, Optional[str], Optional[int]]:
-    """The six column values of ``record`` stored under ``sid``, in :attr:`Statements.create`'s order."""
+def record_params(
+    sid: str, record: Record
+) -> tuple[str, Jsonb, float, float, Optional[str], Optional[int], Optional[str]]:
+    """The seven column values of ``record`` stored under ``sid``, in :attr:`Statements.create`'s order."""
     return (
         sid,
         stored_data(record.data),
@@ -274,6 +287,7 @@ def record_params(sid: str, record: Record) -> tuple[str, Jsonb, float, float, O
         record.expires_at,
         record.user_id,
         record.idle_timeout,
+        record.label,
     )
 
 
@@ -293,7 +307,7 @@ def apply_params(
 
 def rotate_params(
     old_sid: str, new_sid: str, record: Record, now: float
-) -> tuple[str, float, str, Jsonb, float, float, Optional[str], Optional[int]]:
+) -> tuple[str, float, str, Jsonb, float, float, Optional[str], Optional[int], Optional[str]]:
     """:attr:`Statements.rotate`'s parameters; ``now`` decides whether the old session still lives."""
     return (old_sid, now, *record_params(new_sid, record))
 
@@ -302,15 +316,17 @@ def record_from_row(row: Optional[tuple[Any, ...]]) -> Optional[Record]:
     """The record of a :attr:`Statements.load` row (None for no row)."""
     if row is None:
         return None
-    data, created_at, expires_at, user_id, idle_timeout = row
+    data, created_at, expires_at, user_id, idle_timeout, label = row
     if any(key.startswith(ESCAPED) for key in data):
         data = {session_key(key): value for key, value in data.items()}
-    return Record(data, created_at, expires_at, user_id, idle_timeout)
+    return Record(data, created_at, expires_at, user_id, idle_timeout, label)
 
 
 def user_records(rows: list[tuple[Any, ...]], user_id: str) -> dict[str, Record]:
     """``user_sessions``' answer from :attr:`Statements.user_sessions` rows (records without data)."""
-    return {sid: Record({}, created, expires, user_id, idle) for sid, created, expires, idle in rows}
+    return {
+        sid: Record({}, created, expires, user_id, idle, label) for sid, created, expires, idle, label in rows
+    }
 
 
 def one_row(row: Optional[tuple[Any, ...]]) -> tuple[Any, ...]:

@@ -7,7 +7,7 @@ names the keys, encodes a :class:`~.base.Record` as hash fields and back, holds
 the Lua scripts and builds their arguments.
 
 Layout: one hash per session at ``prefix + session id``. Metadata fields are
-``created``, ``expires``, ``user`` and ``idle`` (the last two only when set);
+``created``, ``expires``, ``user``, ``idle`` and ``label`` (the last three only when set);
 every session key ``k`` is the field ``d:k``, so no key can ever overwrite the
 metadata. The hash carries ``PEXPIREAT`` = the session's expiry, so Redis drops
 it on time by itself. Times are Unix seconds written as text. Sessions bound to
@@ -44,7 +44,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
 DATA = "d:"
 
 #: The metadata a user's session listing reads (``HMGET``), in the order :func:`user_record` takes.
-USER_FIELDS = ("created", "expires", "user", "idle")
+USER_FIELDS = ("created", "expires", "user", "idle", "label")
 
 #: Socket timeouts (seconds) of clients built from a URL: a session lookup is a
 #: tiny command, so anything slower is an outage and becomes a 503 quickly.
@@ -327,10 +327,13 @@ def field_pairs(
 
 
 def hash_fields(record: Record) -> list[str]:
-    """``record`` as the whole of a session hash, flat as ``HSET`` takes it."""
+    """``record`` as the whole of a session hash, flat as ``HSET`` takes it. ``label`` is written
+    only here: a bind always rotates, so ``apply`` never changes it."""
+    label = [] if record.label is None else ["label", record.label]
     return [
         "created",
         repr(record.created_at),
+        *label,
         *field_pairs(record.expires_at, record.user_id, record.idle_timeout, record.data),
     ]
 
@@ -389,6 +392,7 @@ def record_from_hash(fields: Mapping[Union[bytes, str], Union[bytes, str]], now:
         expires_at,
         meta.get("user"),
         None if idle is None else _whole(idle, "idle"),
+        meta.get("label"),
     )
 
 
@@ -429,7 +433,7 @@ def user_record(fields: Any, user_id: str, now: float) -> Optional[Record]:
     if isinstance(fields, Exception):
         return None
     try:
-        created, expires, user, idle = (None if value is None else text(value) for value in fields)
+        created, expires, user, idle, label = (None if value is None else text(value) for value in fields)
         if expires is None or created is None or _number(expires, "expires") <= now or user != user_id:
             return None
         return Record(
@@ -438,6 +442,7 @@ def user_record(fields: Any, user_id: str, now: float) -> Optional[Record]:
             float(expires),
             user,
             None if idle is None else _whole(idle, "idle"),
+            label,
         )
     except ValueError:
         return None

@@ -38,7 +38,7 @@ if hasattr(os, "register_at_fork"):  # POSIX; elsewhere processes do not fork
     os.register_at_fork(after_in_child=_forked)
 
 _LOAD = """
-SELECT s.created_at, s.expires_at, s.user_id, s.idle_timeout, v.key, v.value
+SELECT s.created_at, s.expires_at, s.user_id, s.idle_timeout, s.label, v.key, v.value
 FROM sessions AS s LEFT JOIN session_values AS v ON v.session_id = s.id
 WHERE s.id = ? AND s.expires_at > ?
 """
@@ -128,6 +128,7 @@ class SQLiteStore:
             connection.execute(f"PRAGMA cache_size = -{int(self.cache_mib) * 1024}")
             connection.execute("PRAGMA foreign_keys = ON")
             connection.executescript(sqlite_schema.SCHEMA)
+            sqlite_schema.migrate(connection)
             sqlite_schema.mark(connection)
         except BaseException:
             connection.close()
@@ -191,7 +192,7 @@ class SQLiteStore:
             return None
         data = {key: value for *_, key, value in rows if key is not None}
         try:
-            return checked_record(data, *rows[0][:4])
+            return checked_record(data, *rows[0][:5])
         except ValueError as error:  # a row changed behind the store's back: no session, logged
             return unreadable(sid, error)
 
@@ -302,7 +303,7 @@ class SQLiteStore:
             rows = (
                 self._connection()
                 .execute(
-                    "SELECT id, created_at, expires_at, idle_timeout FROM sessions"
+                    "SELECT id, created_at, expires_at, idle_timeout, label FROM sessions"
                     " WHERE user_id = ? AND expires_at > ?",
                     (user_id, self._clock()),
                 )
@@ -310,7 +311,10 @@ class SQLiteStore:
             )
         except sqlite3.Error as error:
             raise self._fail(error) from error
-        return {sid: Record({}, created, expires, user_id, idle) for sid, created, expires, idle in rows}
+        return {
+            sid: Record({}, created, expires, user_id, idle, label)
+            for sid, created, expires, idle, label in rows
+        }
 
     def delete_user_sessions(self, user_id: str) -> int:
         with self._transaction() as db:
@@ -378,8 +382,9 @@ class SQLiteStore:
 
 def _insert(db: sqlite3.Connection, sid: str, record: Record) -> None:
     db.execute(
-        "INSERT INTO sessions (id, created_at, expires_at, user_id, idle_timeout) VALUES (?, ?, ?, ?, ?)",
-        (sid, record.created_at, record.expires_at, record.user_id, record.idle_timeout),
+        "INSERT INTO sessions (id, created_at, expires_at, user_id, idle_timeout, label)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (sid, record.created_at, record.expires_at, record.user_id, record.idle_timeout, record.label),
     )
     db.executemany(
         "INSERT INTO session_values (session_id, key, value) VALUES (?, ?, ?)",
