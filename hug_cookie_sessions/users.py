@@ -3,7 +3,8 @@
 A store that keeps a per-user index (:class:`~.stores.base.UserIndex`) makes
 this possible. Sessions are named by handles (see
 :meth:`~.signing.SessionSigner.handle`), never by their IDs: a listing shown
-in a page must not hand out working cookies.
+in a page must not hand out working cookies. A store lists sessions by their
+store keys (:mod:`.store_keys`), and a handle is made from that key.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class UserSessions:
         """The handle of a stored, user-bound ``session``; None for any other."""
         if session.id is None or session.user_id is None:
             return None
-        return self.signer.handle(session.user_id, session.id)
+        return self.signer.handle(session.user_id, session.id.stored_under)
 
     def _check_index(self) -> None:
         if not self._indexed:

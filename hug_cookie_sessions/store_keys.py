@@ -1,0 +1,140 @@
+"""What stores key a session by: a one-way hash of its ID, never the ID itself.
+
+The session ID is what the cookie carries: signed with the secret, it opens the
+session. So stores never see it. Every store call the middleware makes passes
+:func:`store_key` of the ID instead (its SHA-256, 64 hex digits), and that key is
+all a store can write: in its data rows, per-user indexes, lock keys and
+tombstones. The hash cannot be turned back into the ID, so a store dump or a
+backup opens nothing, even together with the secret (Rack has done the same
+since CVE-2019-16782). Hashing here, above the store protocol, gives every
+store this, a third-party one included, without a change to it.
+
+A session stored by a release before this one sits under its raw ID: *legacy*.
+When a session's key finds nothing, :func:`load` asks once more with the ID
+itself, so such sessions keep working after an upgrade with no manual step. The
+next write of a legacy session moves it to its key (a ``rotate`` from the raw ID
+to the key, so that, as with any rotate, no moment has both opening it), and
+deleting it removes both. Reads alone leave it where it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Optional
+
+from .policy import Apply, Rotate, Write
+from .signing import new_session_id
+from .stores.base import Record
+
+
+def store_key(sid: str) -> str:
+    """The key stores keep session ``sid`` under: the SHA-256 of the ID, in hex.
+
+    Unkeyed on purpose: the ID is 256 random bits, so the hash cannot be
+    searched back, and a key that depends on no secret survives key rotation.
+    """
+    return hashlib.sha256(sid.encode("ascii")).hexdigest()
+
+
+class SessionId(str):
+    """A session ID that carries its store key (:attr:`key`), worked out once.
+
+    It is the ID, as a ``str`` (``session.id`` is one); the key rides along, so
+    the verified-cookie cache remembers it with the ID and a returning visitor's
+    request computes no hash. ``legacy`` is True for a session found under its
+    raw ID, as a release before hashed keys stored it, and not moved yet.
+    """
+
+    key: str
+    legacy: bool
+
+    def __new__(cls, sid: str, legacy: bool = False) -> SessionId:
+        self = super().__new__(cls, sid)
+        self.key = store_key(sid)
+        self.legacy = legacy
+        return self
+
+    @classmethod
+    def new(cls) -> SessionId:
+        """A fresh session ID (:func:`~.signing.new_session_id`), hashed once at creation."""
+        return cls(new_session_id())
+
+    @property
+    def stored_under(self) -> str:
+        """Where the store holds the session now: its key, or for a legacy one its raw ID."""
+        return str(self) if self.legacy else self.key
+
+    def settled(self) -> SessionId:
+        """This ID once its session has been written, which moves a legacy one to its key."""
+        return SessionId(self) if self.legacy else self
+
+
+def load(store: Any, sid: SessionId) -> tuple[SessionId, Optional[Record]]:
+    """``sid`` (marked legacy when found under its raw ID) and its record from a blocking store."""
+    record = store.load(sid.key)
+    if record is not None:
+        return sid, record
+    record = store.load(str(sid))
+    return (SessionId(sid, legacy=True), record) if record is not None else (sid, None)
+
+
+async def load_async(store: Any, sid: SessionId) -> tuple[SessionId, Optional[Record]]:
+    """:func:`load` with an async store."""
+    record = await store.load(sid.key)
+    if record is not None:
+        return sid, record
+    record = await store.load(str(sid))
+    return (SessionId(sid, legacy=True), record) if record is not None else (sid, None)
+
+
+def write(store: Any, change: Write, record: Optional[Record]) -> bool:
+    """Make ``change`` with a blocking ``store`` (``record``: the session as it will be stored);
+    False if the session had ended meanwhile.
+
+    A legacy session is first rotated from its raw ID to its key holding ``record``; when
+    its raw ID is gone already (a concurrent request moved it), the write goes to its key.
+    """
+    if isinstance(change, Apply):
+        sid, changed, removed, expires_at, user_id, idle = change
+        if sid.legacy and store.rotate(str(sid), sid.key, record) is not False:
+            return True
+        applied = store.apply(sid.key, changed, removed, expires_at, user_id=user_id, idle_timeout=idle)
+        return applied is not False
+    if isinstance(change, Rotate):
+        old, new = change.old_sid, change.sid.key
+        if old.legacy and store.rotate(str(old), new, change.record) is not False:
+            return True
+        return store.rotate(old.key, new, change.record) is not False
+    store.create(change.sid.key, change.record)
+    return True
+
+
+async def write_async(store: Any, change: Write, record: Optional[Record]) -> bool:
+    """:func:`write` with an async ``store``."""
+    if isinstance(change, Apply):
+        sid, changed, removed, expires_at, user_id, idle = change
+        if sid.legacy and await store.rotate(str(sid), sid.key, record) is not False:
+            return True
+        applied = await store.apply(sid.key, changed, removed, expires_at, user_id=user_id, idle_timeout=idle)
+        return applied is not False
+    if isinstance(change, Rotate):
+        old, new = change.old_sid, change.sid.key
+        if old.legacy and await store.rotate(str(old), new, change.record) is not False:
+            return True
+        return await store.rotate(old.key, new, change.record) is not False
+    await store.create(change.sid.key, change.record)
+    return True
+
+
+def delete(store: Any, sid: SessionId) -> None:
+    """End session ``sid`` in a blocking store: under its key, and under its raw ID if legacy."""
+    store.delete(sid.key)
+    if sid.legacy:
+        store.delete(str(sid))
+
+
+async def delete_async(store: Any, sid: SessionId) -> None:
+    """:func:`delete` with an async store."""
+    await store.delete(sid.key)
+    if sid.legacy:
+        await store.delete(str(sid))
