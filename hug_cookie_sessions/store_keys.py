@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 from .policy import Apply, Rotate, Write
 from .signing import new_session_id
-from .stores.base import Record
+from .stores.base import Record, UserIndex, provides
 
 
 def store_key(sid: str) -> str:
@@ -96,13 +96,13 @@ def write(store: Any, change: Write, record: Optional[Record]) -> bool:
     """
     if isinstance(change, Apply):
         sid, changed, removed, expires_at, user_id, idle = change
-        if sid.legacy and store.rotate(str(sid), sid.key, record) is not False:
+        if sid.legacy and _moved(store, sid, sid.key, record):
             return True
         applied = store.apply(sid.key, changed, removed, expires_at, user_id=user_id, idle_timeout=idle)
         return applied is not False
     if isinstance(change, Rotate):
         old, new = change.old_sid, change.sid.key
-        if old.legacy and store.rotate(str(old), new, change.record) is not False:
+        if old.legacy and _moved(store, old, new, change.record):
             return True
         return store.rotate(old.key, new, change.record) is not False
     store.create(change.sid.key, change.record)
@@ -113,28 +113,63 @@ async def write_async(store: Any, change: Write, record: Optional[Record]) -> bo
     """:func:`write` with an async ``store``."""
     if isinstance(change, Apply):
         sid, changed, removed, expires_at, user_id, idle = change
-        if sid.legacy and await store.rotate(str(sid), sid.key, record) is not False:
+        if sid.legacy and await _moved_async(store, sid, sid.key, record):
             return True
         applied = await store.apply(sid.key, changed, removed, expires_at, user_id=user_id, idle_timeout=idle)
         return applied is not False
     if isinstance(change, Rotate):
         old, new = change.old_sid, change.sid.key
-        if old.legacy and await store.rotate(str(old), new, change.record) is not False:
+        if old.legacy and await _moved_async(store, old, new, change.record):
             return True
         return await store.rotate(old.key, new, change.record) is not False
     await store.create(change.sid.key, change.record)
     return True
 
 
+def _moved(store: Any, sid: SessionId, key: str, record: Optional[Record]) -> bool:
+    """Rotate legacy ``sid`` from its raw ID to ``key`` holding ``record``, then :func:`_forget`
+    the raw ID; False, changing nothing, if the raw ID was gone."""
+    old = store.load(str(sid))
+    if old is None or store.rotate(str(sid), key, record) is False:
+        return False
+    _forget(store, str(sid), old)
+    return True
+
+
+async def _moved_async(store: Any, sid: SessionId, key: str, record: Optional[Record]) -> bool:
+    """:func:`_moved` with an async store."""
+    old = await store.load(str(sid))
+    if old is None or await store.rotate(str(sid), key, record) is False:
+        return False
+    await _forget_async(store, str(sid), old)
+    return True
+
+
+def _forget(store: Any, raw: str, old: Optional[Record]) -> None:
+    """Leave no trace of the raw ID ``raw``, stored as ``old``: delete it (a Redis Cluster rotate
+    leaves a tombstone under the old key), and read its user's index, which drops sessions that
+    have ended (Redis keeps their entries until then)."""
+    store.delete(raw)
+    if old is not None and old.user_id is not None and provides(store, UserIndex):
+        store.user_sessions(old.user_id)
+
+
+async def _forget_async(store: Any, raw: str, old: Optional[Record]) -> None:
+    """:func:`_forget` with an async store."""
+    await store.delete(raw)
+    if old is not None and old.user_id is not None and provides(store, UserIndex):
+        await store.user_sessions(old.user_id)
+
+
 def delete(store: Any, sid: SessionId) -> None:
-    """End session ``sid`` in a blocking store: under its key, and under its raw ID if legacy."""
+    """End session ``sid`` in a blocking store: under its key, and if legacy under its raw ID."""
     store.delete(sid.key)
     if sid.legacy:
-        store.delete(str(sid))
+        _forget(store, str(sid), store.load(str(sid)))
 
 
 async def delete_async(store: Any, sid: SessionId) -> None:
     """:func:`delete` with an async store."""
     await store.delete(sid.key)
     if sid.legacy:
-        await store.delete(str(sid))
+        await _forget_async(store, str(sid), await store.load(str(sid)))

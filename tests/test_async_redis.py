@@ -9,6 +9,7 @@ from hug_cookie_sessions.signing import new_session_id
 from hug_cookie_sessions.stores.redis_async import AsyncRedisStore
 from hug_cookie_sessions.testing import (
     BlockingFacade,
+    HashedKeyConformance,
     LockingConformance,
     StoreConformance,
     UserIndexConformance,
@@ -36,7 +37,7 @@ async def _make(url: str, prefix: str) -> AsyncRedisStore:
     return AsyncRedisStore(url, prefix=prefix)
 
 
-class TestAsyncRedisStore(StoreConformance, UserIndexConformance, LockingConformance):
+class TestAsyncRedisStore(StoreConformance, UserIndexConformance, LockingConformance, HashedKeyConformance):
     @pytest.fixture
     def store(self, async_store):
         return async_store
@@ -203,7 +204,9 @@ def async_cluster_store(redis_cluster):
     delete_prefix(redis_cluster.client, prefix)
 
 
-class TestAsyncRedisStoreOnCluster(StoreConformance, UserIndexConformance, LockingConformance):
+class TestAsyncRedisStoreOnCluster(
+    StoreConformance, UserIndexConformance, LockingConformance, HashedKeyConformance
+):
     @pytest.fixture
     def store(self, async_cluster_store):
         return async_cluster_store
