@@ -19,6 +19,7 @@ from http.cookies import _unquote
 from typing import Any, Optional, Sequence
 
 from .signing import SessionSigner
+from .store_keys import SessionId
 from .stores.base import Record
 
 log = logging.getLogger("hug_cookie_sessions")
@@ -33,7 +34,8 @@ REMEMBERED_HEADERS = 4096
 MAX_REMEMBERED_HEADER = 4096
 
 #: Session cookies that verified: ``(session id, signed with the newest key)`` each, in order.
-Verified = tuple[tuple[str, bool], ...]
+#: Each ID carries its store key, so a remembered header costs no hash either.
+Verified = tuple[tuple[SessionId, bool], ...]
 
 _SAME_SITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
 
@@ -259,7 +261,7 @@ class CookieVerifier:
                 log.warning("Ignored a session cookie with a bad signature (starts %r)", token[:6])
             else:
                 verified[found[0]] = verified.get(found[0], False) or found[1]
-        return tuple(verified.items())
+        return tuple((SessionId(sid), current) for sid, current in verified.items())
 
     def remembers(self, header: str) -> bool:
         """Whether ``header``'s answer is remembered."""

@@ -41,9 +41,10 @@ from .cookies import (
 )
 from .errors import SessionBusy, SessionStoreError, SessionUnavailable, SessionValueError, store_failed
 from .locking import RequestLock, SessionLocks
-from .policy import MAX_LIFETIME, NOTHING, Apply, CookieChange, Rotate, Save, SavePolicy, Write
+from .policy import MAX_LIFETIME, NOTHING, CookieChange, Save, SavePolicy
 from .session import Opened, Session
 from .signing import SecretKey, SessionSigner
+from .store_keys import SessionId, delete, delete_async, load, load_async, write, write_async
 from .stores.aio import as_async_store, as_blocking_store
 from .stores.base import Record, Store
 from .stores.url import adapt_store
@@ -101,7 +102,12 @@ class SessionMiddleware:
                 "(lost on restart, not shared between workers); pass SQLiteStore(...) or another store"
             )
         self.policy = SavePolicy(
-            idle_timeout, absolute_timeout, refresh_fraction, persistent, max_session_bytes=max_session_bytes
+            idle_timeout,
+            absolute_timeout,
+            refresh_fraction,
+            persistent,
+            new_sid=SessionId.new,
+            max_session_bytes=max_session_bytes,
         )
         self.signer = SessionSigner(secret_key)
         if self.signer.shortest_key < 32:
@@ -286,16 +292,18 @@ class SessionMiddleware:
 
     def _load(self, verified: Verified, lock: Optional[RequestLock] = None) -> Opened:
         """The session that ``verified`` names, locked first with a ``lock``: the one live
-        session among them (see :func:`~.cookies.the_live_one`)."""
+        session among them (see :func:`~.cookies.the_live_one`). Stores see only store keys
+        (:mod:`.store_keys`), the lock's included."""
         if len(verified) > 1:
-            verified = the_live_one(verified, [self._load_record(sid) for sid, _ in verified], self.clock())
+            records = [self._load_record(sid)[1] for sid, _ in verified]
+            verified = the_live_one(verified, records, self.clock())
         now = self.clock()
         for sid, current_key in verified:
             if lock is not None:
-                lock.acquire(sid)
-            record = self._load_record(sid)
+                lock.acquire(sid.key)
+            found, record = self._load_record(sid)
             if record is not None and record.expires_at > now:
-                return sid, record, not current_key
+                return found, record, not current_key
             if lock is not None:
                 lock.release()
         return NOT_FOUND
@@ -303,28 +311,28 @@ class SessionMiddleware:
     async def _load_async(self, verified: Verified, lock: Optional[RequestLock] = None) -> Opened:
         """:meth:`_load`, awaiting the store."""
         if len(verified) > 1:
-            records = [await self._load_record_async(sid) for sid, _ in verified]
+            records = [(await self._load_record_async(sid))[1] for sid, _ in verified]
             verified = the_live_one(verified, records, self.clock())
         now = self.clock()
         for sid, current_key in verified:
             if lock is not None:
-                await lock.acquire_async(sid)
-            record = await self._load_record_async(sid)
+                await lock.acquire_async(sid.key)
+            found, record = await self._load_record_async(sid)
             if record is not None and record.expires_at > now:
-                return sid, record, not current_key
+                return found, record, not current_key
             if lock is not None:
                 await lock.release_async()
         return NOT_FOUND
 
-    def _load_record(self, sid: str) -> Optional[Record]:
+    def _load_record(self, sid: SessionId) -> tuple[SessionId, Optional[Record]]:
         try:
-            return self.blocking_store.load(sid)
+            return load(self.blocking_store, sid)
         except SessionStoreError as error:
             raise store_failed(error, "load") from error
 
-    async def _load_record_async(self, sid: str) -> Optional[Record]:
+    async def _load_record_async(self, sid: SessionId) -> tuple[SessionId, Optional[Record]]:
         try:
-            return await self.async_store.load(sid)
+            return await load_async(self.async_store, sid)
         except SessionStoreError as error:
             raise store_failed(error, "load") from error
 
@@ -356,8 +364,8 @@ class SessionMiddleware:
             return save  # most requests: nothing to write
         try:
             for sid in save.deletes:
-                self.blocking_store.delete(sid)
-            written = save.write is None or _write(self.blocking_store, save.write)
+                delete(self.blocking_store, sid)
+            written = save.write is None or write(self.blocking_store, save.write, save.record)
         except SessionStoreError as error:
             raise store_failed(error, _doing(save)) from error
         self.users.cap(save, written)
@@ -370,8 +378,8 @@ class SessionMiddleware:
             return save
         try:
             for sid in save.deletes:
-                await self.async_store.delete(sid)
-            written = save.write is None or await _write_async(self.async_store, save.write)
+                await delete_async(self.async_store, sid)
+            written = save.write is None or await write_async(self.async_store, save.write, save.record)
         except SessionStoreError as error:
             raise store_failed(error, _doing(save)) from error
         await self.users.cap_async(save, written)
@@ -395,8 +403,8 @@ class SessionMiddleware:
         if not written:
             log.info("Session ended by a concurrent request; its changes were dropped")
             return ENDED
-        if save.record is not None:
-            session.stored_as(save.sid, save.record)
+        if save.record is not None and save.sid is not None:
+            session.stored_as(save.sid.settled(), save.record)  # a legacy session has moved to its key
         return save
 
     def _send_cookie(self, req: Any, resp: Any, save: Save) -> None:
@@ -409,30 +417,6 @@ class SessionMiddleware:
                 warn_secure_over_http(req.host)
         elif cookie_values(cookie_header(req) or "", self.cookie.name):
             set_cookie(resp, self.cookie.expired_header())
-
-
-def _write(store: Any, write: Write) -> bool:
-    """Make ``write`` with a blocking ``store``; False if the session had ended meanwhile."""
-    if isinstance(write, Apply):
-        sid, changed, removed, expires_at, user_id, idle = write
-        applied = store.apply(sid, changed, removed, expires_at, user_id=user_id, idle_timeout=idle)
-        return applied is not False
-    if isinstance(write, Rotate):
-        return store.rotate(write.old_sid, write.sid, write.record) is not False
-    store.create(write.sid, write.record)
-    return True
-
-
-async def _write_async(store: Any, write: Write) -> bool:
-    """:func:`_write` with an async ``store``."""
-    if isinstance(write, Apply):
-        sid, changed, removed, expires_at, user_id, idle = write
-        applied = await store.apply(sid, changed, removed, expires_at, user_id=user_id, idle_timeout=idle)
-        return applied is not False
-    if isinstance(write, Rotate):
-        return await store.rotate(write.old_sid, write.sid, write.record) is not False
-    await store.create(write.sid, write.record)
-    return True
 
 
 def _doing(save: Save) -> str:

@@ -18,12 +18,13 @@ from typing import Any, Callable, Optional
 from .errors import SessionValueError
 from .labels import check_label
 from .policy import NO_CHANGES, Changes
+from .session_ids import SessionId
 from .stores.base import Record, session_ref
 
 #: What loading finds: ``(session id, record, reissue)``: the stored session (both None
 #: for none) and whether the client must be sent its reference again (for example, a
 #: cookie signed with a retired key).
-Opened = tuple[Optional[str], Optional[Record], bool]
+Opened = tuple[Optional[SessionId], Optional[Record], bool]
 
 #: Called once, with the session's source (such as its Cookie header), on first use.
 Loader = Callable[[Any], Opened]
@@ -98,7 +99,7 @@ class Session(MutableMapping[str, Any]):
         if reissue:
             self._lifecycle().reissue = True
 
-    def stored_as(self, sid: Optional[str], record: Optional[Record]) -> None:
+    def stored_as(self, sid: Optional[SessionId], record: Optional[Record]) -> None:
         """Make ``record``, stored under ``sid``, the session's clean state.
 
         Package-internal: loading calls it, and the middleware after a save, so
@@ -234,7 +235,7 @@ class Session(MutableMapping[str, Any]):
     # -- lifecycle -----------------------------------------------------------------
 
     @property
-    def id(self) -> Optional[str]:
+    def id(self) -> Optional[SessionId]:
         """The stored session's ID, or None while the session has not been stored."""
         if not self.loaded:
             self._load()
@@ -412,7 +413,7 @@ class _Lifecycle:
 
     def __init__(self) -> None:
         self.regenerate = False
-        self.ended_sid: Optional[str] = None
+        self.ended_sid: Optional[SessionId] = None
         self.user_id: Optional[str] = None
         self.idle_timeout: Optional[int] = None
         self.reissue = False

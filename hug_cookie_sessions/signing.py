@@ -111,7 +111,8 @@ class SessionSigner:
         (the MAC is 16 bytes of HMAC-SHA256 with a key derived from the newest
         secret, 22 characters): it tells whose session it is, but the session ID
         cannot be recovered from it, so a listing of a user's sessions never hands
-        out a working cookie.
+        out a working cookie. ``sid`` is what the store lists the session by: the
+        middleware passes its store key (:mod:`.store_keys`).
 
         Trade-off: the handle carries the user ID, so it is ``4/3 * (UTF-8 bytes of
         the user ID) + 23`` characters long rather than of a fixed length. It has to:

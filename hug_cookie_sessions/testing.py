@@ -15,7 +15,8 @@ real Unix times: records are created already expired rather than waited on.
 
 An async store (``falcon.asgi.App``) is checked the same way: return
 ``BlockingFacade(MyAsyncStore(...))`` from the fixture, and close the facade
-after the test.
+after the test. :class:`HashedKeyConformance` drives a ``SessionMiddleware``
+over the store and checks that no call ever hands it a session ID.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ import pytest
 
 from .signing import new_session_id
 from .stores.base import Record
+from .testing_keys import HashedKeyConformance
+
+__all__ = ["BlockingFacade", "HashedKeyConformance", "LockingConformance", "StoreConformance"]
+__all__ += ["UserIndexConformance", "record", "run_together"]
 
 HOUR = 3600.0
 

@@ -3,7 +3,8 @@
 A store that keeps a per-user index (:class:`~.stores.base.UserIndex`) makes
 this possible. Sessions are named by handles (see
 :meth:`~.signing.SessionSigner.handle`), never by their IDs: a listing shown
-in a page must not hand out working cookies.
+in a page must not hand out working cookies. A store lists sessions by their
+store keys (:mod:`.store_keys`), and a handle is made from that key.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .errors import store_failed
 from .policy import Save, SavePolicy
 from .session import Session
 from .signing import SessionSigner
+from .store_keys import store_key
 from .stores.base import Record, SessionStoreError, UserIndex, provides
 
 
@@ -149,8 +151,8 @@ class UserSessions:
         if self.max_per_user is None or save.binds is None or not written:
             return
         try:
-            for sid in self._over_cap(self.store.user_sessions(save.binds), save.sid):
-                self.store.delete(sid)
+            for key in self._over_cap(self.store.user_sessions(save.binds), save.sid):
+                self.store.delete(key)
         except SessionStoreError as error:
             raise store_failed(error, "max_sessions_per_user") from error
 
@@ -159,23 +161,25 @@ class UserSessions:
         if self.max_per_user is None or save.binds is None or not written:
             return
         try:
-            for sid in self._over_cap(await self.async_store.user_sessions(save.binds), save.sid):
-                await self.async_store.delete(sid)
+            for key in self._over_cap(await self.async_store.user_sessions(save.binds), save.sid):
+                await self.async_store.delete(key)
         except SessionStoreError as error:
             raise store_failed(error, "max_sessions_per_user") from error
 
     def _over_cap(self, records: dict[str, Record], kept: Optional[str]) -> builtins.list[str]:
-        """The sessions among ``records`` to end so that, with ``kept``, at most ``max_per_user``
-        stay live: the least recently active first (ties: the oldest)."""
+        """The store keys among ``records`` (a listing, by store key) to end so that, with session
+        ``kept``, at most ``max_per_user`` stay live: the least recently active first (ties: the
+        oldest)."""
+        kept_key = None if kept is None else store_key(kept)
         assert self.max_per_user is not None
         now = self.clock()
         others = sorted(
-            (self._last_active(record, now), record.created_at, sid)
-            for sid, record in records.items()
-            if sid != kept and record.expires_at > now
+            (self._last_active(record, now), record.created_at, key)
+            for key, record in records.items()
+            if key != kept_key and record.expires_at > now
         )
         excess = len(others) + 1 - self.max_per_user
-        return [sid for _, _, sid in others[: max(excess, 0)]]
+        return [key for _, _, key in others[: max(excess, 0)]]
 
     def _last_active(self, record: Record, now: float) -> float:
         """When ``record``'s session was last used, as its expiry tells (to the refresh step)."""
@@ -185,7 +189,7 @@ class UserSessions:
         """The handle of a stored, user-bound ``session``; None for any other."""
         if session.id is None or session.user_id is None:
             return None
-        return self.signer.handle(session.user_id, session.id)
+        return self.signer.handle(session.user_id, session.id.stored_under)
 
     def _check_index(self) -> None:
         if not self._indexed:

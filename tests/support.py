@@ -8,10 +8,16 @@ from typing import Any
 import requests
 
 from hug_cookie_sessions import SessionMiddleware
+from hug_cookie_sessions.store_keys import store_key
 
 from .apps import Gates, build_app
 
 SECRET = "test-secret-key-0123456789"
+
+
+def store_key_of(token: str) -> str:
+    """The key that stores keep the session of cookie value ``token`` under (never its ID)."""
+    return store_key(token.rpartition(".")[0])
 
 
 class CountingStore:

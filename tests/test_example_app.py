@@ -22,6 +22,7 @@ from hug_cookie_sessions import MemoryStore, Session, SQLiteStore
 from hug_cookie_sessions.signing import SessionSigner, new_session_id
 
 from .conftest import ROOT, needs_hug
+from .support import store_key_of
 
 pytestmark = needs_hug  # the example is a hug app
 
@@ -54,7 +55,7 @@ def http(example_server):
 
 
 def _sid(token: str) -> str:
-    """The store key inside a signed token (or cookie value)."""
+    """The session ID inside a signed token (or cookie value)."""
     return token.rpartition(".")[0]
 
 
@@ -78,7 +79,7 @@ def test_create_session_returns_a_signed_token_not_a_raw_store_key(http, example
     assert set(body) == {"session_id"}
     assert SessionSigner(example_server.secret).unsign(token) == (_sid(token), True)
     store = example_server.store()
-    assert store.load(_sid(token)) is not None
+    assert store.load(store_key_of(token)) is not None
     assert store.load(token) is None
 
 
@@ -181,7 +182,7 @@ def test_login_regenerates_the_session_and_the_old_cookie_opens_nothing(http, ex
     state = http.get(f"{http.base}/api/session").json()["session"]
     assert state["user"] == "alice"
     assert state["data"]["cart"] == "3 apples"
-    assert example_server.store().load(_sid(before)) is None
+    assert example_server.store().load(store_key_of(before)) is None
     with _client(example_server) as replay:
         replay.cookies.set("session", before)
         assert replay.get(f"{replay.base}/api/session").json() == {"session": None}
@@ -193,14 +194,14 @@ def test_login_regenerates_the_session_and_the_old_cookie_opens_nothing(http, ex
 def test_logout_expires_the_cookie_and_deletes_the_stored_session(http, example_server):
     http.post(f"{http.base}/login", data={"username": "bob"})
     cookie = http.cookies["session"]
-    assert example_server.store().load(_sid(cookie)) is not None
+    assert example_server.store().load(store_key_of(cookie)) is not None
 
     logged_out = http.post(f"{http.base}/logout")
 
     assert logged_out.json() == {"success": True}
     assert "Max-Age=0" in logged_out.headers["Set-Cookie"]
     assert "session" not in http.cookies
-    assert example_server.store().load(_sid(cookie)) is None
+    assert example_server.store().load(store_key_of(cookie)) is None
     with _client(example_server) as replay:
         replay.cookies.set("session", cookie)
         assert replay.get(f"{replay.base}/api/session").json() == {"session": None}

@@ -29,7 +29,7 @@ from .apps import build_app
 from .conftest import make_store
 from .properties import budget
 from .redis_support import delete_prefix, unique_prefix
-from .support import SECRET
+from .support import SECRET, store_key_of
 
 TOKEN_CHARS = string.ascii_letters + string.digits + "-_."
 VICTIM_DATA = {"secret": '"the victim\'s data"'}
@@ -89,7 +89,7 @@ class Target:
             assert self.sid(issued) not in header, "a client-chosen ID was adopted"
             assert self.sid(issued) not in (self.sid(self.victim), self.sid(self.attacker))
         if may_open != self.victim:
-            assert self.store.load(self.sid(self.victim)).data == VICTIM_DATA
+            assert self.store.load(store_key_of(self.victim)).data == VICTIM_DATA
         return may_open if opened is not None else None
 
 

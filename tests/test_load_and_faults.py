@@ -24,6 +24,7 @@ import requests
 from hug_cookie_sessions import SessionStoreError, SQLiteStore
 
 from .servers import Gunicorn, client, new_session, report, store_env, wait_until
+from .support import store_key_of
 
 # Load against the hug app of tests/served_app.py: heavy, and the same on every Python and Falcon,
 # so the nox matrix leaves it to `make test`.
@@ -173,7 +174,7 @@ def test_a_worker_killed_inside_its_sqlite_transaction_leaves_no_half_written_se
     with Gunicorn(tmp_path, sqlite_env(tmp_path)) as server:
         url = server.url
         token = new_session(url, a="before", b="before")
-        sid = token.rpartition(".")[0]
+        sid = store_key_of(token)
         with ThreadPoolExecutor(1) as pool:
             stalled = pool.submit(client(url, token).post, url + "/stall_in_commit", timeout=60)
             pid = server.stalled_worker()

@@ -14,7 +14,7 @@ from hug_cookie_sessions.testing import LockingConformance
 
 from .conftest import needs_hug
 from .servers import Gunicorn, client, new_session, report, store_env, wait_until
-from .support import SECRET, CountingStore, make_site
+from .support import SECRET, CountingStore, make_site, store_key_of
 
 
 class TestMemoryStoreLocks(LockingConformance):
@@ -49,10 +49,6 @@ def any_store(request, tmp_path, clock):
     return on_clock(request.param, tmp_path, clock)
 
 
-def sid_of(token: str) -> str:
-    return token.rpartition(".")[0]
-
-
 # -- waiting, and who waits -------------------------------------------------------------------
 
 
@@ -82,7 +78,7 @@ def test_other_sessions_and_requests_that_do_not_load_the_session_never_wait(ser
     locked, other = site.visitor(), site.visitor()
     locked.post("/set", key="n", value="1")
     other.post("/set", key="n", value="2")
-    assert any_store.acquire_lock(sid_of(locked.cookie), "a request on another worker", 60)
+    assert any_store.acquire_lock(store_key_of(locked.cookie), "a request on another worker", 60)
     assert other.post("/set", key="n", value="3").status_code == 200
     assert locked.get("/untouched").status_code == 200
     assert other.value("n") == 3
@@ -94,7 +90,7 @@ def test_a_request_that_cannot_get_the_lock_in_time_is_a_clear_503_that_changes_
     site = make_site(serve, any_store, clock, lock=True, lock_timeout=0.2)
     visitor = site.visitor()
     visitor.post("/set", key="n", value="1")
-    sid = sid_of(visitor.cookie)
+    sid = store_key_of(visitor.cookie)
     any_store.acquire_lock(sid, "a request on another worker", 60)
     refused = visitor.post("/set", key="n", value="2")
     assert refused.status_code == 503
@@ -109,7 +105,7 @@ def test_a_lock_left_by_a_dead_holder_expires_with_its_lease(serve, clock, clock
     site = make_site(serve, clocked_store, clock, lock=True, lock_timeout=0.2, lock_lease=30)
     visitor = site.visitor()
     visitor.post("/set", key="n", value="1")
-    clocked_store.acquire_lock(sid_of(visitor.cookie), "a worker that was killed", 30)
+    clocked_store.acquire_lock(store_key_of(visitor.cookie), "a worker that was killed", 30)
     assert visitor.post("/set", key="n", value="2").status_code == 503
     clock.advance(29)
     assert visitor.post("/set", key="n", value="2").status_code == 503
@@ -148,7 +144,7 @@ def test_the_lock_is_released_however_the_request_ends(serve, clock, any_store, 
     visitor.post("/set", key="n", value="1")
     token = visitor.cookie
     assert visitor.post(path).status_code == status
-    assert any_store.acquire_lock(sid_of(token), "the next request", 1)
+    assert any_store.acquire_lock(store_key_of(token), "the next request", 1)
 
 
 class FailingWrites:
@@ -300,4 +296,4 @@ def test_a_session_first_used_after_its_response_hook_is_read_without_taking_the
     middleware.process_response(req, resp, None, True)
     assert req.context["session"].get("n") == 1  # late, but readable
     # Nobody would release a lock taken now: the session's next request must not wait for it.
-    assert store.acquire_lock(sid_of(token), "the next request", 1)
+    assert store.acquire_lock(store_key_of(token), "the next request", 1)

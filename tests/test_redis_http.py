@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 from hug_cookie_sessions import RedisStore
+from hug_cookie_sessions.store_keys import store_key
 
 from .support import make_site
 
@@ -111,7 +112,7 @@ def test_a_read_only_request_writes_once_only_when_the_idle_refresh_is_due(measu
     assert (round_trips, commands["hgetall"], commands["evalsha"]) == (2, 1, 1)
     assert changes > 0
     sid = response.json()["id"]
-    assert visitor.site.store.load(sid).expires_at == pytest.approx(clock.now + IDLE)
+    assert visitor.site.store.load(store_key(sid)).expires_at == pytest.approx(clock.now + IDLE)
 
 
 def test_a_redis_outage_is_a_503_for_session_users_only_and_the_same_app_recovers(

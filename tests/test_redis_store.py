@@ -11,6 +11,7 @@ import redis
 
 from hug_cookie_sessions import RedisStore, SessionMiddleware, SessionStoreError, store_from_url
 from hug_cookie_sessions.signing import new_session_id
+from hug_cookie_sessions.store_keys import store_key
 from hug_cookie_sessions.stores.memory import MemoryStore
 from hug_cookie_sessions.stores.redis import INDEX_MARGIN_MS
 from hug_cookie_sessions.stores.sqlite import SQLiteStore
@@ -80,9 +81,9 @@ def test_the_absolute_timeout_caps_the_ttl_however_often_the_session_is_used(red
         assert session["n"] == n - 1
         session["n"] = n
         middleware.save(session)
-    stored = redis_store.load(session.id)
+    stored = redis_store.load(store_key(session.id))
     assert stored.expires_at == pytest.approx(created_at + 2 * HOUR)
-    pttl = redis_store.client.pttl(redis_store.prefix + session.id) / 1000
+    pttl = redis_store.client.pttl(redis_store.prefix + store_key(session.id)) / 1000
     assert pttl == pytest.approx(created_at + 2 * HOUR - time.time(), abs=5)
     clock.advance(HOUR / 2)
     assert middleware.open(token).id is None
@@ -155,7 +156,7 @@ def test_a_refreshed_bound_session_keeps_its_user_index_alive(redis_store, clock
     assert reader["a"] == 1
     middleware.save(reader)  # the idle refresh is due: the expiry moves, and the index with it
     assert redis_store.client.pttl(index) > before + HOUR / 2 * 1000 - 10_000
-    assert set(redis_store.user_sessions("dora")) == {token.rsplit(".", 1)[0]}
+    assert set(redis_store.user_sessions("dora")) == {store_key(token.rsplit(".", 1)[0])}
 
 
 def test_purge_drops_ended_sessions_from_the_user_index(redis_store):

@@ -6,6 +6,7 @@ import pytest
 
 from hug_cookie_sessions import MemoryStore, Record, Session, SessionMiddleware
 from hug_cookie_sessions.session import SessionValueError
+from hug_cookie_sessions.store_keys import store_key
 
 from .support import SECRET
 
@@ -121,7 +122,7 @@ def test_after_the_end_of_request_save_the_session_reads_as_saved():
 
     middleware.process_response(req, resp, None, True)
 
-    assert store.load(seed.id).data == {"n": "2", "name": '"ada"'}
+    assert store.load(store_key(seed.id)).data == {"n": "2", "name": '"ada"'}
     assert resp.get_header("Vary") == "Cookie"
     assert session.loaded  # later middleware sees a used session, and its saved state:
     assert session.full_data({}) == {"n": "2", "name": '"ada"'}

@@ -32,6 +32,7 @@ from hypothesis.stateful import (
 )
 
 from hug_cookie_sessions import MemoryStore, Record, RedisStore, SessionMiddleware, SQLiteStore
+from hug_cookie_sessions.store_keys import store_key
 
 from .conftest import FakeClock
 from .properties import budget
@@ -298,8 +299,12 @@ class SessionModel(RuleBasedStateMachine):
         assert self.sessions_held() == len(live), "the store holds sessions nobody can reach"
 
     def stored(self, sid: str) -> Optional[Record]:
-        """The store's record for ``sid`` if it is live by this machine's clock."""
-        record = self.store.load(sid)
+        """The record of session ``sid`` if it is live by this machine's clock."""
+        return self.live_record(store_key(sid))
+
+    def live_record(self, key: str) -> Optional[Record]:
+        """The record stored under ``key`` if it is live by this machine's clock."""
+        record = self.store.load(key)
         return record if record is not None and record.expires_at > self.clock() else None
 
     def sessions_held(self) -> int:
@@ -307,7 +312,7 @@ class SessionModel(RuleBasedStateMachine):
         if not isinstance(self.store, RedisStore):
             return len(self.store)
         keys = self.store.client.scan_iter(match=self.store.prefix + "*", count=1000)
-        return sum(1 for key in keys if self.stored(_text(key)[len(self.store.prefix) :]) is not None)
+        return sum(1 for key in keys if self.live_record(_text(key)[len(self.store.prefix) :]) is not None)
 
 
 def _text(value) -> str:

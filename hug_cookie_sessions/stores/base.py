@@ -2,7 +2,9 @@
 
 A store keeps each session as a :class:`Record`: the session's values, one JSON
 text per key, plus the metadata the server needs to enforce timeouts. Stores
-see only session IDs and JSON text; they know nothing about HTTP, cookies or
+see only JSON text and the keys that name sessions (the ``sid`` arguments): from
+the middleware, a one-way hash of the session ID, never the ID itself (see
+:mod:`hug_cookie_sessions.store_keys`). They know nothing about HTTP, cookies or
 signing.
 
 Writes are per key (:meth:`Store.apply`), so two requests of one session that
@@ -212,10 +214,17 @@ def url_secrets(url: str) -> list[str]:
     return sorted({secret for secret in found if secret}, key=lambda secret: (-len(secret), secret))
 
 
+#: A store key (:func:`~hug_cookie_sessions.store_keys.store_key`): the SHA-256 of an ID, in hex.
+_STORE_KEY = re.compile(r"[0-9a-f]{64}")
+
+
 def session_ref(sid: str) -> str:
     """What logs call a session: never its ID, which opens it, but the first 12 hex digits of
     its SHA-256. One-way, so a log reader cannot use it; stable, so the lines of one session
-    can be found together (and ``session_ref(id)`` of a known ID finds them)."""
+    can be found together (and ``session_ref(id)`` of a known ID finds them). Stores hold that
+    SHA-256 as the session's key, so ``sid`` may be the key too: it names the same session."""
+    if len(sid) == 64 and _STORE_KEY.fullmatch(sid):
+        return sid[:12]
     return hashlib.sha256(sid.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
