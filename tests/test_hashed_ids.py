@@ -27,6 +27,7 @@ import pytest
 
 from hug_cookie_sessions import MemoryStore, SQLiteStore
 from hug_cookie_sessions.store_keys import store_key
+from hug_cookie_sessions.stores.base import Record
 
 from .support import SECRET, Visitor, make_site
 
@@ -132,13 +133,37 @@ def previous_release(tmp_path_factory, unavailable) -> ModuleType:
 
 def stored_by_previous_release(previous_release, store, clock, user_id: str, **values: Any) -> str:
     """A session that the previous release's middleware stored in ``store``; its cookie value."""
-    middleware = previous_release.SessionMiddleware(SECRET, store, clock=clock, cookie_secure=False)
+    middleware = previous_release.SessionMiddleware(
+        SECRET, RecordsOfThisRelease(store), clock=clock, cookie_secure=False
+    )
     session = middleware.open(None)
     session.update(values)
     session.bind_user(user_id)
     token = middleware.save(session)
     assert token is not None
     return token
+
+
+class RecordsOfThisRelease:
+    """``store`` as the previous release's middleware writes to it: each of that release's
+    records made a record of this one (which has more fields), as that release's own store
+    code would have written it into the same database or Redis."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def create(self, sid: str, record: Any) -> None:
+        self.store.create(sid, this_release(record))
+
+    def rotate(self, old_sid: str, new_sid: str, record: Any) -> bool:
+        return self.store.rotate(old_sid, new_sid, this_release(record))
+
+
+def this_release(record: Any) -> Record:
+    return Record(record.data, record.created_at, record.expires_at, record.user_id, record.idle_timeout)
 
 
 # -- what a store holds ------------------------------------------------------------------------------
