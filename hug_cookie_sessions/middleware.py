@@ -11,8 +11,9 @@ else: no cookie parsing, no signature check, no store I/O, no header.
 
 The same middleware serves ``falcon.asgi.App`` through the ``*_async`` hooks,
 with an async twin of each method that does I/O. A mapping access cannot
-await, so there the session is loaded in ``process_request_async``, and only
-when the request carries a session cookie.
+await, so there the session is loaded after routing, in
+``process_resource_async``, for the responders that may read it synchronously
+(:mod:`.preload`); the others load it through its async accessors, if at all.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import falcon
 
+from .async_access import preloaded
 from .cookies import (
     MAX_COOKIES_CHECKED,
     MAX_REMEMBERED_HEADER,
@@ -42,6 +44,7 @@ from .cookies import (
 from .errors import SessionBusy, SessionStoreError, SessionUnavailable, SessionValueError, store_failed
 from .locking import RequestLock, SessionLocks
 from .policy import MAX_LIFETIME, NOTHING, Apply, CookieChange, Rotate, Save, SavePolicy, Write
+from .preload import not_preloaded, preload, wants_preload
 from .session import Opened, Session
 from .signing import SecretKey, SessionSigner
 from .stores.aio import as_async_store, as_blocking_store
@@ -184,18 +187,21 @@ class SessionMiddleware:
     # -- Falcon hooks (ASGI: falcon.asgi.App) ------------------------------------------------
 
     async def process_request_async(self, req: Any, resp: Any) -> None:
-        """Load the session now if the request carries a session cookie; without one, no store I/O.
+        """Put an unloaded session into the request context: no store I/O before routing. Only
+        :meth:`process_resource_async` or the session's async accessors load it."""
+        loader = (
+            self._load_cookie_async
+            if self.locks is None
+            else partial(self._load_cookie_async, lock=self._new_lock(req))
+        )
+        req.context[self.context_name] = Session(not_preloaded, cookie_header(req), loader)
 
-        A store failure here is raised only when the handler uses the
-        session, so routes that never do keep working during an outage.
-        """
-        lock = self._new_lock(req) if self.locks is not None else None
-        try:
-            opened = await self._load_async(self.verified_cookies(cookie_header(req)), lock)
-        except SessionUnavailable as error:
-            req.context[self.context_name] = Session(_raise, error)
-            return
-        req.context[self.context_name] = Session(_preloaded, opened)
+    async def process_resource_async(self, req: Any, resp: Any, resource: Any, params: Any) -> None:
+        """Load the session of a routed request before its responder, which may then read it
+        synchronously, unless the resource opted out (see :mod:`.preload`)."""
+        session = req.context.get(self.context_name)
+        if isinstance(session, Session) and not session.loaded and wants_preload(resource, req.method):
+            req.context[self.context_name] = await preload(session)
 
     async def process_response_async(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
         """:meth:`process_response` for ASGI."""
@@ -225,7 +231,7 @@ class SessionMiddleware:
     async def open_async(self, token: Optional[str]) -> Session:
         """:meth:`open` for asyncio apps: the session is loaded before it is returned."""
         return Session(
-            _preloaded, await self._load_async(self.verified_cookies.tokens([token] if token else []))
+            preloaded, await self._load_async(self.verified_cookies.tokens([token] if token else []))
         )
 
     async def save_async(self, session: Session) -> Optional[str]:
@@ -277,6 +283,10 @@ class SessionMiddleware:
     def _load_cookie(self, header: Optional[str], lock: Optional[RequestLock] = None) -> Opened:
         """The loader of a WSGI request's session: ``header`` is its ``Cookie`` header."""
         return self._load(self.verified_cookies(header), lock)
+
+    async def _load_cookie_async(self, header: Optional[str], lock: Optional[RequestLock] = None) -> Opened:
+        """:meth:`_load_cookie` for an ASGI request's session."""
+        return await self._load_async(self.verified_cookies(header), lock)
 
     def _load_token(self, token: Optional[str]) -> Opened:
         """The loader of a session from :meth:`open`."""
@@ -434,13 +444,3 @@ async def _write_async(store: Any, write: Write) -> bool:
 def _doing(save: Save) -> str:
     """The store call a failed save was making, for the log."""
     return type(save.write).__name__.lower() if save.write is not None else "delete"
-
-
-def _preloaded(opened: Opened) -> Opened:
-    """The loader of a session loaded before it was made (ASGI)."""
-    return opened
-
-
-def _raise(error: Exception) -> Opened:
-    """The loader of a session whose loading failed (ASGI): the failure, on first use."""
-    raise error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 from typing import Any
 
@@ -15,7 +16,8 @@ SECRET = "test-secret-key-0123456789"
 
 
 class CountingStore:
-    """Passes every call to a real store and counts them by method name."""
+    """Passes every call to a real store and counts them by method name; an async store's
+    methods stay coroutine functions, so the middleware still sees an async store."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
@@ -23,6 +25,13 @@ class CountingStore:
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.store, name)
+        if inspect.iscoroutinefunction(method):
+
+            async def counted_async(*args: Any, **kwargs: Any) -> Any:
+                self.calls[name] += 1
+                return await method(*args, **kwargs)
+
+            return counted_async
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             self.calls[name] += 1
