@@ -11,9 +11,8 @@ else: no cookie parsing, no signature check, no store I/O, no header.
 
 The same middleware serves ``falcon.asgi.App`` through the ``*_async`` hooks,
 with an async twin of each method that does I/O. A mapping access cannot
-await, so there the session is loaded after routing, in
-``process_resource_async``, for the responders that may read it synchronously
-(:mod:`.preload`); the others load it through its async accessors, if at all.
+await, so there the session is loaded after routing for the responders that may
+read it synchronously (:mod:`.preload`); the others use its async accessors.
 """
 
 from __future__ import annotations
@@ -34,6 +33,8 @@ from .cookies import (
     CookieVerifier,
     Verified,
     cookie_header,
+    cookie_header_of,
+    cookie_source,
     cookie_values,
     response_keeps_changes,
     set_cookie,
@@ -189,19 +190,18 @@ class SessionMiddleware:
     async def process_request_async(self, req: Any, resp: Any) -> None:
         """Put an unloaded session into the request context: no store I/O before routing. Only
         :meth:`process_resource_async` or the session's async accessors load it."""
-        loader = (
-            self._load_cookie_async
-            if self.locks is None
-            else partial(self._load_cookie_async, lock=self._new_lock(req))
-        )
-        req.context[self.context_name] = Session(not_preloaded, cookie_header(req), loader)
+        load = self._load_cookie_async
+        if self.locks is not None:
+            load = partial(load, lock=self._new_lock(req))
+        req.context[self.context_name] = Session(not_preloaded, cookie_source(req), load)
 
     async def process_resource_async(self, req: Any, resp: Any, resource: Any, params: Any) -> None:
         """Load the session of a routed request before its responder, which may then read it
         synchronously, unless the resource opted out (see :mod:`.preload`)."""
-        session = req.context.get(self.context_name)
-        if isinstance(session, Session) and not session.loaded and wants_preload(resource, req.method):
-            req.context[self.context_name] = await preload(session)
+        if wants_preload(resource, req.method):
+            session = req.context.get(self.context_name)
+            if isinstance(session, Session) and not session.loaded:
+                req.context[self.context_name] = await preload(session)
 
     async def process_response_async(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
         """:meth:`process_response` for ASGI."""
@@ -284,9 +284,9 @@ class SessionMiddleware:
         """The loader of a WSGI request's session: ``header`` is its ``Cookie`` header."""
         return self._load(self.verified_cookies(header), lock)
 
-    async def _load_cookie_async(self, header: Optional[str], lock: Optional[RequestLock] = None) -> Opened:
-        """:meth:`_load_cookie` for an ASGI request's session."""
-        return await self._load_async(self.verified_cookies(header), lock)
+    async def _load_cookie_async(self, source: Any, lock: Optional[RequestLock] = None) -> Opened:
+        """The loader of an ASGI request's session: ``source`` is from :func:`~.cookies.cookie_source`."""
+        return await self._load_async(self.verified_cookies(cookie_header_of(source)), lock)
 
     def _load_token(self, token: Optional[str]) -> Opened:
         """The loader of a session from :meth:`open`."""
