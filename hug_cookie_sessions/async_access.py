@@ -78,13 +78,10 @@ class AsyncAccess(MutableMapping):
                 if not waiter.done():
                     waiter.set_result(None)
 
-    async def prefetch(self) -> None:
-        """Package-internal (the ASGI preload): await the stored state now, so that a first use
-        finds it without awaiting. Not a use: the session stays unloaded (no ``Vary: Cookie``,
-        nothing saved) until something reads or writes it."""
-        if self.loaded or self._async_loader is None:
-            return
-        opened = await self._async_loader(self._source)
+    def prefetched(self, opened: Opened) -> None:
+        """Package-internal (the ASGI preload): what loading found, fetched before the first use,
+        which then finds it without awaiting. Not a use: the session stays unloaded (no ``Vary:
+        Cookie``, nothing saved) until something reads or writes it."""
         self._loader, self._source, self._async_loader = preloaded, opened, None
 
     async def aget(self, key: str, default: Any = None) -> Any:

@@ -45,7 +45,7 @@ from .cookies import (
 from .errors import SessionBusy, SessionStoreError, SessionUnavailable, SessionValueError, store_failed
 from .locking import RequestLock, SessionLocks
 from .policy import MAX_LIFETIME, NOTHING, Apply, CookieChange, Rotate, Save, SavePolicy, Write
-from .preload import not_preloaded, preload, wants_preload
+from .preload import failed, not_preloaded, wants_preload
 from .session import Opened, Session
 from .signing import SecretKey, SessionSigner
 from .stores.aio import as_async_store, as_blocking_store
@@ -197,11 +197,15 @@ class SessionMiddleware:
 
     async def process_resource_async(self, req: Any, resp: Any, resource: Any, params: Any) -> None:
         """Load the session of a routed request before its responder, which may then read it
-        synchronously, unless the resource opted out (see :mod:`.preload`)."""
-        if wants_preload(resource, req.method):
-            session = req.context.get(self.context_name)
-            if isinstance(session, Session) and not session.loaded:
-                req.context[self.context_name] = await preload(session)
+        synchronously, unless the resource opted out (see :mod:`.preload`). A store failure is
+        raised only if the responder uses the session: routes that never do keep working."""
+        session = req.context.get(self.context_name) if wants_preload(resource, req.method) else None
+        if isinstance(session, Session) and not session.loaded:
+            lock = req.context.get(self._lock_key) if self.locks is not None else None
+            try:
+                session.prefetched(await self._load_async(self.verified_cookies(cookie_header(req)), lock))
+            except SessionUnavailable as error:  # raised when the responder uses the session
+                req.context[self.context_name] = Session(failed, error)
 
     async def process_response_async(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
         """:meth:`process_response` for ASGI."""

@@ -15,10 +15,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, NoReturn
 
-from .errors import SessionUnavailable
-from .session import Session
-
-__all__ = ["NOT_PRELOADED", "not_preloaded", "preload", "wants_preload"]
+__all__ = ["NOT_PRELOADED", "failed", "not_preloaded", "wants_preload"]
 
 NOT_PRELOADED = (
     "The session was not loaded before the responder (an ASGI request whose resource sets "
@@ -34,17 +31,6 @@ def wants_preload(resource: Any, method: str) -> bool:
     if not getattr(resource, "session_preload", True):
         return False
     return method in _responder_methods(type(resource)) or hasattr(resource, "on_" + method.lower())
-
-
-async def preload(session: Session) -> Session:
-    """``session`` with its stored state fetched (:meth:`~.async_access.AsyncAccess.prefetch`).
-    When the store fails, a session that raises that failure (a 503) on first use instead, so
-    that a responder that never uses its session keeps working during an outage."""
-    try:
-        await session.prefetch()
-    except SessionUnavailable as error:
-        return Session(_failed, error)
-    return session
 
 
 @lru_cache(maxsize=1024)
@@ -63,6 +49,6 @@ def not_preloaded(source: Any) -> NoReturn:
     raise RuntimeError(NOT_PRELOADED)
 
 
-def _failed(error: Exception) -> NoReturn:
+def failed(error: Exception) -> NoReturn:
     """The loader of a session whose loading failed before the responder: the failure, on first use."""
     raise error
