@@ -55,8 +55,8 @@ class AsyncAccess(MutableMapping):
         middleware releases after saving, as for a preloaded session. Tasks of one
         request that call it at once share one load: a second load would reset
         what the first one's task has changed meanwhile, and take the lock again.
-        A load that fails (a 503) raises in every task that waited for it and is
-        tried again on the next use.
+        A load that fails (a 503) is tried again by the next use, so each task
+        that waited for it tries once more itself.
         """
         if self.loaded:
             return

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from hug_cookie_sessions import SessionMiddleware
+from hug_cookie_sessions import SessionMiddleware, SessionStoreError
 
 from .apps import Gates
 from .conftest import FALCON_MAJOR, Servers, make_store
@@ -349,3 +349,44 @@ def test_with_lock_concurrent_lazy_increments_of_one_session_all_count(site_for)
     reader = site.visitor()
     reader.set_cookie(token)
     assert reader.get("/lazy/value", key="n").json() == {"value": total}
+
+
+# -- a store outage ---------------------------------------------------------------------------------
+
+
+class FailingLoads:
+    """A real blocking store whose loads fail while ``failing`` is set, as when its backend drops."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.failing = False
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+    def load(self, sid):
+        if self.failing:
+            raise SessionStoreError("the backend went away")
+        return self.store.load(sid)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_store_outage_is_a_503_where_the_session_is_used_and_nothing_elsewhere(kind, tmp_path, clock):
+    store = FailingLoads(make_store(kind, tmp_path))
+    servers = Servers("falcon-asgi")
+    try:
+        middleware = SessionMiddleware(SECRET, store, clock=clock, cookie_secure=False)
+        gates = Gates()
+        site = Site(servers(lazy_app(middleware, gates)), "falcon-asgi", middleware, gates)
+        visitor = site.visitor()
+        assert visitor.post("/lazy/set", key="n", value="1").status_code == 200
+        store.failing = True
+        for path in ("/lazy/value", "/preloaded"):
+            refused = visitor.get(path, key="n")
+            assert refused.status_code == 503, path
+            assert "Session store unavailable" in refused.text and "Traceback" not in refused.text
+        assert visitor.get("/untouched").status_code == 200
+        store.failing = False
+        assert visitor.get("/lazy/value", key="n").json() == {"value": 1}
+    finally:
+        servers.stop_all()
