@@ -194,8 +194,10 @@ def cookie_source(req: Any) -> Any:
     header: 1.8 µs less per request in ``falcon.asgi.App`` (95% CI 1.4 to 2.7; 40 rounds, side
     by side with reading it up front, CPU time).
     """
-    scope = req.scope
-    return scope if isinstance(scope.get("headers"), (list, tuple)) else cookie_header(req)
+    scope = getattr(req, "scope", None)
+    if isinstance(scope, dict) and isinstance(scope.get("headers"), (list, tuple)):
+        return scope
+    return cookie_header(req)
 
 
 def cookie_header_of(source: Any) -> Optional[str]:
