@@ -11,8 +11,8 @@ else: no cookie parsing, no signature check, no store I/O, no header.
 
 The same middleware serves ``falcon.asgi.App`` through the ``*_async`` hooks,
 with an async twin of each method that does I/O. A mapping access cannot
-await, so there the session is loaded in ``process_request_async``, and only
-when the request carries a session cookie.
+await, so there the session is loaded after routing for the responders that may
+read it synchronously (:mod:`.preload`); the others use its async accessors.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import falcon
 
+from .async_access import preloaded
 from .cookies import (
     MAX_COOKIES_CHECKED,
     MAX_REMEMBERED_HEADER,
@@ -32,6 +33,8 @@ from .cookies import (
     CookieVerifier,
     Verified,
     cookie_header,
+    cookie_header_of,
+    cookie_source,
     cookie_values,
     response_keeps_changes,
     set_cookie,
@@ -42,6 +45,7 @@ from .cookies import (
 from .errors import SessionBusy, SessionStoreError, SessionUnavailable, SessionValueError, store_failed
 from .locking import RequestLock, SessionLocks
 from .policy import MAX_LIFETIME, NOTHING, CookieChange, Save, SavePolicy
+from .preload import failed, not_preloaded, wants_preload
 from .session import Opened, Session
 from .signing import SecretKey, SessionSigner
 from .store_keys import SessionId, delete, delete_async, load, load_async, write, write_async
@@ -192,18 +196,24 @@ class SessionMiddleware:
     # -- Falcon hooks (ASGI: falcon.asgi.App) ------------------------------------------------
 
     async def process_request_async(self, req: Any, resp: Any) -> None:
-        """Load the session now if the request carries a session cookie; without one, no store I/O.
+        """Put an unloaded session into the request context: no store I/O before routing. Only
+        :meth:`process_resource_async` or the session's async accessors load it."""
+        load = self._load_cookie_async
+        if self.locks is not None:
+            load = partial(load, lock=self._new_lock(req))
+        req.context[self.context_name] = Session(not_preloaded, cookie_source(req), load)
 
-        A store failure here is raised only when the handler uses the
-        session, so routes that never do keep working during an outage.
-        """
-        lock = self._new_lock(req) if self.locks is not None else None
-        try:
-            opened = await self._load_async(self.verified_cookies(cookie_header(req)), lock)
-        except SessionUnavailable as error:
-            req.context[self.context_name] = Session(_raise, error)
-            return
-        req.context[self.context_name] = Session(_preloaded, opened)
+    async def process_resource_async(self, req: Any, resp: Any, resource: Any, params: Any) -> None:
+        """Load the session of a routed request before its responder, which may then read it
+        synchronously, unless the resource opted out (see :mod:`.preload`). A store failure is
+        raised only if the responder uses the session: routes that never do keep working."""
+        session = req.context.get(self.context_name) if wants_preload(resource, req.method) else None
+        if isinstance(session, Session) and not session.loaded:
+            lock = req.context.get(self._lock_key) if self.locks is not None else None
+            try:
+                session.prefetched(await self._load_async(self.verified_cookies(cookie_header(req)), lock))
+            except SessionUnavailable as error:  # raised when the responder uses the session
+                req.context[self.context_name] = Session(failed, error)
 
     async def process_response_async(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
         """:meth:`process_response` for ASGI."""
@@ -233,7 +243,7 @@ class SessionMiddleware:
     async def open_async(self, token: Optional[str]) -> Session:
         """:meth:`open` for asyncio apps: the session is loaded before it is returned."""
         return Session(
-            _preloaded, await self._load_async(self.verified_cookies.tokens([token] if token else []))
+            preloaded, await self._load_async(self.verified_cookies.tokens([token] if token else []))
         )
 
     async def save_async(self, session: Session) -> Optional[str]:
@@ -285,6 +295,10 @@ class SessionMiddleware:
     def _load_cookie(self, header: Optional[str], lock: Optional[RequestLock] = None) -> Opened:
         """The loader of a WSGI request's session: ``header`` is its ``Cookie`` header."""
         return self._load(self.verified_cookies(header), lock)
+
+    async def _load_cookie_async(self, source: Any, lock: Optional[RequestLock] = None) -> Opened:
+        """The loader of an ASGI request's session: ``source`` is from :func:`~.cookies.cookie_source`."""
+        return await self._load_async(self.verified_cookies(cookie_header_of(source)), lock)
 
     def _load_token(self, token: Optional[str]) -> Opened:
         """The loader of a session from :meth:`open`."""
@@ -422,13 +436,3 @@ class SessionMiddleware:
 def _doing(save: Save) -> str:
     """The store call a failed save was making, for the log."""
     return type(save.write).__name__.lower() if save.write is not None else "delete"
-
-
-def _preloaded(opened: Opened) -> Opened:
-    """The loader of a session loaded before it was made (ASGI)."""
-    return opened
-
-
-def _raise(error: Exception) -> Opened:
-    """The loader of a session whose loading failed (ASGI): the failure, on first use."""
-    raise error

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
+from .async_access import AsyncAccess
 from .errors import SessionValueError
 from .labels import check_label
 from .policy import NO_CHANGES, Changes
@@ -29,6 +30,9 @@ Opened = tuple[Optional[SessionId], Optional[Record], bool]
 #: Called once, with the session's source (such as its Cookie header), on first use.
 Loader = Callable[[Any], Opened]
 
+#: The loader's asyncio twin, awaited by :meth:`Session.aload` when the session has one (ASGI).
+AsyncLoader = Callable[[Any], Awaitable[Opened]]
+
 # Values of these types cannot change in place, so reading one never makes the
 # session dirty and needs no re-encoding when the request ends.
 _IMMUTABLE = (str, int, float, bool, type(None))
@@ -42,13 +46,13 @@ _MISSING = object()
 
 log = logging.getLogger("hug_cookie_sessions")
 
-__all__ = ["NO_CHANGES", "Changes", "Loader", "Opened", "Session", "SessionValueError"]
+__all__ = ["NO_CHANGES", "AsyncLoader", "Changes", "Loader", "Opened", "Session", "SessionValueError"]
 
 #: The shared empty set of a session that has written (deleted) nothing yet.
 _NO_KEYS: frozenset[str] = frozenset()
 
 
-class Session(MutableMapping[str, Any]):
+class Session(AsyncAccess):
     """A dict-like session, loaded on first use and saved by the middleware.
 
     ``id`` is None until the session is stored; ``is_new`` stays True until
@@ -60,25 +64,18 @@ class Session(MutableMapping[str, Any]):
     A session is in one of two states: not loaded (it holds a loader and its
     source) or loaded (it holds the stored record and what this request changed).
     Loading happens on first use, so a request that never touches its session
-    costs no cookie check and no store I/O.
+    costs no cookie check and no store I/O. On ASGI a first use that must await
+    the store goes through the async accessors (:class:`~.async_access.AsyncAccess`).
     """
 
-    __slots__ = (
-        "loaded",
-        "_loader",
-        "_source",
-        "_sid",
-        "_record",
-        "_raw",
-        "_values",
-        "_assigned",
-        "_removed",
-        "dirty",
-        "_asked",
-    )
+    __slots__: tuple[str, ...] = ("loaded", "_loader", "_source", "_async_loader", "_loading", "_sid")
+    __slots__ += ("_record", "_raw", "_values", "_assigned", "_removed", "dirty", "_asked")
 
-    def __init__(self, loader: Loader, source: Any = None) -> None:
-        """A session that calls ``loader(source)`` on first use to find its stored state.
+    def __init__(
+        self, loader: Loader, source: Any = None, async_loader: Optional[AsyncLoader] = None
+    ) -> None:
+        """A session that calls ``loader(source)`` on first use to find its stored state, or
+        awaits ``async_loader(source)`` when it has one and is first used by an async accessor.
 
         The source is kept rather than a closure over the request: the request
         holds the session, and that cycle would leave every request to the
@@ -89,12 +86,19 @@ class Session(MutableMapping[str, Any]):
         self.loaded = False
         self._loader: Optional[Loader] = loader
         self._source = source
+        self._async_loader = async_loader
+        # While an async load is under way: the futures of the other tasks waiting for it.
+        self._loading: Optional[list[Any]] = None
 
     # -- loading -----------------------------------------------------------------
 
     def _load(self) -> None:
         assert self._loader is not None
-        sid, record, reissue = self._loader(self._source)
+        self._open(self._loader(self._source))
+
+    def _open(self, opened: Opened) -> None:
+        """Make what loading found the session's clean state."""
+        sid, record, reissue = opened
         self.stored_as(sid, record)
         if reissue:
             self._lifecycle().reissue = True
@@ -106,7 +110,7 @@ class Session(MutableMapping[str, Any]):
         that code running later in the request sees what was stored.
         """
         self.loaded = True
-        self._loader = self._source = None
+        self._loader = self._source = self._async_loader = None
         self._sid = sid if record is not None else None
         self._record = record
         self._raw = record.data if record is not None else {}

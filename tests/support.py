@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 from typing import Any
 
@@ -21,7 +22,8 @@ def store_key_of(token: str) -> str:
 
 
 class CountingStore:
-    """Passes every call to a real store and counts them by method name."""
+    """Passes every call to a real store and counts them by method name; an async store's
+    methods stay coroutine functions, so the middleware still sees an async store."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
@@ -29,6 +31,13 @@ class CountingStore:
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.store, name)
+        if inspect.iscoroutinefunction(method):
+
+            async def counted_async(*args: Any, **kwargs: Any) -> Any:
+                self.calls[name] += 1
+                return await method(*args, **kwargs)
+
+            return counted_async
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             self.calls[name] += 1

@@ -93,7 +93,9 @@ def test_a_header_with_a_cookie_that_fails_is_checked_and_logged_every_time(capl
 
 
 class _AsgiRequest:
-    """What ``process_request_async`` reads of a request."""
+    """What the ASGI hooks read of a request routed to a ``GET`` responder."""
+
+    method = "GET"
 
     def __init__(self, cookie_header: str) -> None:
         self.context: dict = {}
@@ -101,6 +103,11 @@ class _AsgiRequest:
 
     def get_header(self, name: str):
         return self._cookie_header if name.lower() == "cookie" else None
+
+
+class _Resource:
+    async def on_get(self, req, resp) -> None:
+        pass
 
 
 def test_the_asgi_hooks_use_the_remembered_header_too():
@@ -113,6 +120,7 @@ def test_the_asgi_hooks_use_the_remembered_header_too():
         for _ in range(3):
             req = _AsgiRequest(header)
             loop.run_until_complete(middleware.process_request_async(req, None))
+            loop.run_until_complete(middleware.process_resource_async(req, None, _Resource(), {}))
             assert req.context["session"].id == sid
     finally:
         loop.close()

@@ -45,6 +45,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
 
 from . import redis_layout as layout
 from .base import Record, SessionStoreError
+from .redis_failures import Failures
 from .redis_layout import CONNECT_TIMEOUT, DATA, INDEX_MARGIN_MS, SOCKET_TIMEOUT, TOMBSTONE_MS
 
 # The layout's constants stay importable from here, where they were first defined.
@@ -110,12 +111,12 @@ class RedisStore:
         if isinstance(client_or_url, str):
             layout.require_scheme(client_or_url, layout.SCHEMES, "RedisStore")
             self._url = client_or_url
-            self._failures = layout.Failures.for_url(client_or_url)
+            self._failures = Failures.for_url(client_or_url)
             if layout.scheme(client_or_url) != layout.CLUSTER_SCHEME:
                 with self._failures.configuring():
                     self._bind(client_from_url(client_or_url))
         elif isinstance(client_or_url, (redis.Redis, RedisCluster)):
-            self._failures = layout.Failures(*_describe(client_or_url))
+            self._failures = Failures(*_describe(client_or_url))
             self._bind(client_or_url)
         else:
             raise TypeError("RedisStore needs a redis.Redis, a redis.cluster.RedisCluster or a URL")

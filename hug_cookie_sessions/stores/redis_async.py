@@ -34,6 +34,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
 
 from . import redis_layout as layout
 from .base import Record, SessionStoreError
+from .redis_failures import Failures
 
 AsyncClient = Union[aioredis.Redis, RedisCluster]
 
@@ -68,7 +69,7 @@ class AsyncRedisStore:
         self.prefix = prefix
         if isinstance(client_or_url, str):
             layout.require_scheme(client_or_url, layout.SCHEMES, "AsyncRedisStore")
-            self._failures = layout.Failures.for_url(client_or_url)
+            self._failures = Failures.for_url(client_or_url)
             with self._failures.configuring():
                 self.client = async_client_from_url(client_or_url)
             self._owns_client = True
@@ -77,11 +78,11 @@ class AsyncRedisStore:
             self._owns_client = False
             options = client_or_url.connection_pool.connection_kwargs
             where = options.get("path") or f"{options.get('host')}:{options.get('port', 6379)}"
-            self._failures = layout.Failures(where, options.get("password"))
+            self._failures = Failures(where, options.get("password"))
         elif isinstance(client_or_url, RedisCluster):
             self.client, self._owns_client = client_or_url, False
             password = client_or_url.connection_kwargs.get("password")
-            self._failures = layout.Failures("(Redis Cluster)", password)
+            self._failures = Failures("(Redis Cluster)", password)
         else:
             raise TypeError(
                 "AsyncRedisStore needs a redis.asyncio.Redis, a redis.asyncio.cluster.RedisCluster or a URL"
