@@ -142,22 +142,24 @@ class RequestLock:
         whole timeout, and :class:`~.errors.SessionUnavailable` when the store fails.
         """
         self.release()
-        if self.finished:
-            return
-        try:
-            self.held = (sid, self.locks.acquire(sid))
-        except SessionStoreError as error:
-            raise _refused(error) from error
+        if not self.finished:
+            try:
+                self.held = (sid, self.locks.acquire(sid))
+            except SessionStoreError as error:
+                raise _refused(error) from error
+        if self.finished:  # the response hook ran while this waited: nobody else would release it
+            self.release()
 
     async def acquire_async(self, sid: str) -> None:
         """:meth:`acquire` for asyncio."""
         await self.release_async()
-        if self.finished:
-            return
-        try:
-            self.held = (sid, await self.locks.acquire_async(sid))
-        except SessionStoreError as error:
-            raise _refused(error) from error
+        if not self.finished:
+            try:
+                self.held = (sid, await self.locks.acquire_async(sid))
+            except SessionStoreError as error:
+                raise _refused(error) from error
+        if self.finished:  # a task outlived its request: the response hook ran while this waited
+            await self.release_async()
 
     def release(self) -> None:
         """Release what this request holds, if anything; safe to call more than once."""

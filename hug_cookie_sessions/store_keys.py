@@ -121,14 +121,19 @@ async def _forget_async(store: Any, raw: str, old: Optional[Record]) -> None:
 
 
 def delete(store: Any, sid: SessionId) -> None:
-    """End session ``sid`` in a blocking store: under its key, and if legacy under its raw ID."""
-    store.delete(sid.key)
+    """End session ``sid`` in a blocking store: if legacy under its raw ID, then under its key.
+
+    In that order: a concurrent write that moves the legacy session to its key either
+    ran before (and the key's delete ends it) or finds the raw ID gone, so its own
+    write to the key finds no session. The other order lets the move land in between.
+    """
     if sid.legacy:
         _forget(store, str(sid), store.load(str(sid)))
+    store.delete(sid.key)
 
 
 async def delete_async(store: Any, sid: SessionId) -> None:
     """:func:`delete` with an async store."""
-    await store.delete(sid.key)
     if sid.legacy:
         await _forget_async(store, str(sid), await store.load(str(sid)))
+    await store.delete(sid.key)

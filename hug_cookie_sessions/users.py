@@ -10,6 +10,7 @@ store keys (:mod:`.store_keys`), and a handle is made from that key.
 from __future__ import annotations
 
 import builtins
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, cast
 
@@ -19,6 +20,8 @@ from .session import Session
 from .signing import SessionSigner
 from .store_keys import store_key
 from .stores.base import Record, SessionStoreError, UserIndex, provides
+
+log = logging.getLogger("hug_cookie_sessions")
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,10 @@ class UserSessions:
         Ended as :meth:`revoke` ends one (deleted, so a request still in flight for it
         cannot write it back). Concurrent logins of one user may each end a session the
         other would have kept, never leave more than the cap once both are done.
+
+        Best effort: the login is saved by then, so a store failure here is logged, not a
+        503 that would leave the browser without the cookie of its new session; the
+        user's next login ends what this one could not.
         """
         if self.max_per_user is None or save.binds is None or not written:
             return
@@ -154,7 +161,7 @@ class UserSessions:
             for key in self._over_cap(self.store.user_sessions(save.binds), save.sid):
                 self.store.delete(key)
         except SessionStoreError as error:
-            raise store_failed(error, "max_sessions_per_user") from error
+            _cap_failed(error)
 
     async def cap_async(self, save: Save, written: bool) -> None:
         """:meth:`cap` for asyncio apps."""
@@ -164,7 +171,7 @@ class UserSessions:
             for key in self._over_cap(await self.async_store.user_sessions(save.binds), save.sid):
                 await self.async_store.delete(key)
         except SessionStoreError as error:
-            raise store_failed(error, "max_sessions_per_user") from error
+            _cap_failed(error)
 
     def _over_cap(self, records: dict[str, Record], kept: Optional[str]) -> builtins.list[str]:
         """The store keys among ``records`` (a listing, by store key) to end so that, with session
@@ -226,3 +233,9 @@ async def _listed_async(user_sessions: Callable[[str], Any], user_id: str) -> li
         return list(await user_sessions(user_id))
     except UnicodeError:
         return []
+
+
+def _cap_failed(error: SessionStoreError) -> None:
+    log.error(
+        "max_sessions_per_user: the login is saved, but its user's oldest sessions were not ended: %s", error
+    )

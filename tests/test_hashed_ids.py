@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
@@ -26,7 +27,10 @@ from typing import Any, Callable
 import pytest
 
 from hug_cookie_sessions import MemoryStore, SQLiteStore
-from hug_cookie_sessions.store_keys import store_key
+from hug_cookie_sessions.policy import Apply
+from hug_cookie_sessions.session_ids import SessionId
+from hug_cookie_sessions.signing import new_session_id
+from hug_cookie_sessions.store_keys import delete, store_key, write
 from hug_cookie_sessions.stores.base import Record
 
 from .support import SECRET, Visitor, make_site
@@ -271,3 +275,33 @@ def test_a_regenerated_session_of_the_previous_release_leaves_its_raw_id_behind(
     old = site.visitor()
     old.set_cookie(token)
     assert old.get("/all").json()["data"] == {}
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_logout_racing_the_move_of_a_legacy_session_still_ends_it(kind, tmp_path):
+    """Logout and a write of one legacy session at once: the write's move to the key lands
+    between the logout's two deletes. The session must stay ended (a stolen cookie opens nothing)."""
+    store = MemoryStore() if kind == "memory" else SQLiteStore(str(tmp_path / "race.sqlite3"))
+    raw = new_session_id()
+    now = time.time()
+    stored = Record({"n": "1"}, now, now + 3600)
+    store.create(raw, stored)  # as the previous release stored it: under the raw ID
+    legacy = SessionId(raw, legacy=True)
+    concurrent_write = Apply(legacy, {"n": "2"}, frozenset(), now + 3600)
+
+    class WriteLandsAfterFirstDelete:
+        def __init__(self) -> None:
+            self.raced = False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        def delete(self, key: str) -> None:
+            store.delete(key)
+            if not self.raced:
+                self.raced = True
+                write(store, concurrent_write, stored.updated({"n": "2"}, (), now + 3600))
+
+    delete(WriteLandsAfterFirstDelete(), legacy)
+
+    assert store.load(legacy.key) is None and store.load(raw) is None

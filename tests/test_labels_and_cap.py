@@ -15,7 +15,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from hug_cookie_sessions import MemoryStore, PostgresStore, Session, SessionMiddleware, SQLiteStore
+from hug_cookie_sessions import (
+    MemoryStore,
+    PostgresStore,
+    Session,
+    SessionMiddleware,
+    SessionStoreError,
+    SQLiteStore,
+)
 from hug_cookie_sessions.stores import sqlite_schema
 from hug_cookie_sessions.testing import record, run_together
 
@@ -209,6 +216,25 @@ def test_without_a_cap_every_login_stays(serve, store, clock):
     visitors = [logged_in(site, f"browser {n}") for n in range(4)]
 
     assert [visitor.value("user") for visitor in visitors] == ["ada"] * 4
+
+
+def test_a_store_failure_while_ending_old_sessions_still_logs_the_user_in(serve, store, clock, caplog):
+    """The cap runs once the login is saved: if the store fails then, the login keeps its new
+    cookie (a 503 would leave the browser holding a cookie of the session it rotated away)."""
+
+    class ListingFails:
+        def __getattr__(self, name: str):
+            return getattr(store, name)
+
+        def user_sessions(self, user_id: str):
+            raise SessionStoreError("the store went away while listing")
+
+    site = make_site(serve, ListingFails(), clock, max_sessions_per_user=1)
+    laptop = logged_in(site, "laptop")
+    phone = logged_in(site, "phone")
+
+    assert (laptop.value("user"), phone.value("user")) == ("ada", "ada")  # the cap could not act
+    assert "max_sessions_per_user: the login is saved" in caplog.text
 
 
 @pytest.mark.parametrize("cap", [0, -1, 1.5, 2.0, "2", True])

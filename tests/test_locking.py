@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,6 +11,8 @@ import falcon.testing
 import pytest
 
 from hug_cookie_sessions import MemoryStore, SessionMiddleware, SessionStoreError, SQLiteStore
+from hug_cookie_sessions.locking import RequestLock, SessionLocks
+from hug_cookie_sessions.stores.aio import as_async_store
 from hug_cookie_sessions.testing import LockingConformance
 
 from .conftest import needs_hug
@@ -297,3 +300,23 @@ def test_a_session_first_used_after_its_response_hook_is_read_without_taking_the
     assert req.context["session"].get("n") == 1  # late, but readable
     # Nobody would release a lock taken now: the session's next request must not wait for it.
     assert store.acquire_lock(store_key_of(token), "the next request", 1)
+
+
+def test_a_lock_taken_after_the_response_hook_is_given_back_at_once():
+    """A task that outlives its request (``create_task(session.aget(...))``, never awaited) may
+    get the lock only after the response hook ran: nobody would release it, so it goes back."""
+    store = MemoryStore()
+    locks = SessionLocks(store, as_async_store(store), timeout=5, lease=30)
+
+    async def late_task_then_response_hook() -> None:
+        assert store.acquire_lock("k", "earlier request", 30)
+        request = RequestLock(locks)
+        waiting = asyncio.ensure_future(request.acquire_async("k"))
+        await asyncio.sleep(0)  # the task tries once (MemoryStore answers at once) and waits
+        await request.finish_async()  # the response hook of the task's request
+        store.release_lock("k", "earlier request")
+        await waiting  # the task gets the lock now, after the hook
+        assert request.held is None
+
+    asyncio.run(late_task_then_response_hook())
+    assert store.acquire_lock("k", "next request", 30)  # free, not held for a 30 s lease
