@@ -240,8 +240,11 @@ def test_importing_the_package_does_not_import_psycopg():
 
 
 def test_a_pool_taking_its_conninfo_from_a_function_serves_sessions(postgres_url, table_prefix):
+    import psycopg_pool
     from psycopg_pool import ConnectionPool
 
+    if tuple(int(part) for part in psycopg_pool.__version__.split(".")[:2]) < (3, 3):
+        pytest.skip(f"psycopg_pool {psycopg_pool.__version__} takes no conninfo function (3.3+ does)")
     pool = ConnectionPool(lambda: postgres_url, kwargs={"autocommit": True}, min_size=1, open=True)
     try:
         store = PostgresStore(pool, table_prefix=table_prefix)
