@@ -101,6 +101,15 @@ def store_failed(error: SessionStoreError, doing: str) -> SessionUnavailable:
     return SessionUnavailable()
 
 
+def not_saved(error: SessionValueError) -> falcon.HTTPInternalServerError:
+    """The 500 for a session that cannot be saved (a value that is not JSON, a session over
+    ``max_session_bytes``), logged here with what and where; the response names neither."""
+    log.error("Session not saved: %s", error)
+    return falcon.HTTPInternalServerError(
+        title="Session not saved", description="A session value could not be stored."
+    )
+
+
 class CrossOriginRefused(falcon.HTTPForbidden):
     """``403``: :class:`~hug_cookie_sessions.CrossOriginProtection` refused an unsafe request
     that a browser sent on behalf of another origin. Its own class, so that an app can

@@ -42,7 +42,14 @@ from .cookies import (
     vary_on_cookie,
     warn_secure_over_http,
 )
-from .errors import SessionBusy, SessionStoreError, SessionUnavailable, SessionValueError, store_failed
+from .errors import (
+    SessionBusy,
+    SessionStoreError,
+    SessionUnavailable,
+    SessionValueError,
+    not_saved,
+    store_failed,
+)
 from .locking import RequestLock, SessionLocks
 from .policy import MAX_LIFETIME, NOTHING, CookieChange, Save, SavePolicy
 from .preload import failed, not_preloaded, wants_preload
@@ -178,8 +185,9 @@ class SessionMiddleware:
                 if save.cookie is not CookieChange.KEEP:
                     self._send_cookie(req, resp, save)
         finally:
-            if self.locks is not None:
-                self._finish_lock(req)
+            lock = req.context.get(self._lock_key) if self.locks is not None else None
+            if lock is not None:
+                lock.finish()  # released, and none taken after this
 
     def _session_to_save(self, req: Any, resp: Any, req_succeeded: bool) -> Optional[Session]:
         """The request's session if the response hook saves it. Not when nothing used it (a
@@ -224,8 +232,9 @@ class SessionMiddleware:
                 if save.cookie is not CookieChange.KEEP:
                     self._send_cookie(req, resp, save)
         finally:
-            if self.locks is not None:
-                await self._finish_lock_async(req)
+            lock = req.context.get(self._lock_key) if self.locks is not None else None
+            if lock is not None:
+                await lock.finish_async()
 
     # -- sessions outside cookies --------------------------------------------------------
 
@@ -356,18 +365,6 @@ class SessionMiddleware:
         lock = req.context[self._lock_key] = RequestLock(self.locks)
         return lock
 
-    def _finish_lock(self, req: Any) -> None:
-        """Release the request's lock, if it took one; none is taken after this."""
-        lock = req.context.get(self._lock_key)
-        if lock is not None:
-            lock.finish()
-
-    async def _finish_lock_async(self, req: Any) -> None:
-        """:meth:`_finish_lock` for ASGI."""
-        lock = req.context.get(self._lock_key)
-        if lock is not None:
-            await lock.finish_async()
-
     # -- saving ---------------------------------------------------------------------------
 
     def _save(self, session: Session, *, keep_empty: bool = False) -> Save:
@@ -405,11 +402,7 @@ class SessionMiddleware:
         try:
             return self.policy.plan(session.changes(), session.id, session.record, self.clock(), keep_empty)
         except SessionValueError as error:
-            log.error("Session not saved: %s", error)
-            raise falcon.HTTPInternalServerError(
-                title="Session not saved",
-                description="A session value could not be stored.",
-            ) from error
+            raise not_saved(error) from error
 
     def _saved(self, session: Session, save: Save, written: bool) -> Save:
         """Once ``save``'s calls are made: the session's new clean state, or :data:`ENDED` when

@@ -315,7 +315,7 @@ fetch("{app}/api/data", {{method: "POST", mode: "no-cors", credentials: "include
 
 
 @pytest.fixture
-def hostile_site(example_server):
+def hostile_site(example_server, unavailable):
     """``hostile_site(host) -> URL`` of a page served from ``host`` on a port of its own."""
     servers = []
 
@@ -324,7 +324,7 @@ def hostile_site(example_server):
             with socket.socket() as probe:
                 probe.bind((host, 0))
         except OSError as error:
-            pytest.skip(f"this machine does not route {host} ({error})")
+            unavailable(f"this machine does not route {host} ({error})")
         body = HOSTILE_PAGE.format(app=html.escape(example_server.url)).encode()
 
         class Hostile(BaseHTTPRequestHandler):
