@@ -79,7 +79,7 @@ MAX_KEY = 64  # characters of a key, and of a username
 MAX_VALUE = 1000  # characters of a value
 MAX_KEYS = 50  # keys in one session
 MAX_TOKEN = 200  # characters of a session_id (a signed one has 87)
-MAX_HANDLE = 500  # characters of a session handle (362 for the longest username)
+MAX_HANDLE = 500  # characters of a session handle: 64, or up to 362 in the earlier form (see the docs)
 MAX_BODY = 32 * 1024  # bytes of a request body; the largest form, percent-encoded, is about 13 KiB
 
 #: The middleware's ``max_session_bytes``, and the part of it kept for the app's own keys ("user",
@@ -415,9 +415,9 @@ def revoke_session(
     handle: Handle, session: hug.directives.session, response, return_to: ReturnTo = ""
 ) -> dict:
     """End one of the logged-in user's other sessions."""
-    if session.user_id is None or middleware.signer.handle_user(handle) != session.user_id:
+    if session.user_id is None or not middleware.signer.handle_belongs_to(handle, session.user_id):
         return _bad_request(response, "not one of your sessions")
-    revoked = middleware.revoke(handle)
+    revoked = middleware.revoke(handle, session.user_id)
     return _done(response, return_to, {"revoked": revoked}, "ended" if revoked else "gone")
 
 

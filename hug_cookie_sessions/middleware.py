@@ -275,13 +275,13 @@ class SessionMiddleware:
         """End every session of ``user_id`` ("log out everywhere"); returns how many."""
         return self.users.revoke_user(user_id)
 
-    def revoke(self, handle: str) -> bool:
+    def revoke(self, handle: str, user_id: Optional[str] = None) -> bool:
         """End the one session named by ``handle`` (from :meth:`user_sessions`); False if none.
 
-        Check that the handle belongs to the logged-in user before calling this
-        on their behalf: :meth:`SessionSigner.handle_user` tells whose it is.
+        On a user's behalf, pass their ``user_id``: a handle of anybody else's session
+        then ends nothing (False).
         """
-        return self.users.revoke(handle)
+        return self.users.revoke(handle, user_id)
 
     async def user_sessions_async(self, user_id: str) -> list[SessionInfo]:
         """:meth:`user_sessions` for asyncio apps."""
@@ -291,9 +291,9 @@ class SessionMiddleware:
         """:meth:`revoke_user` for asyncio apps."""
         return await self.users.revoke_user_async(user_id)
 
-    async def revoke_async(self, handle: str) -> bool:
+    async def revoke_async(self, handle: str, user_id: Optional[str] = None) -> bool:
         """:meth:`revoke` for asyncio apps."""
-        return await self.users.revoke_async(handle)
+        return await self.users.revoke_async(handle, user_id)
 
     def session_handle(self, session: Session) -> Optional[str]:
         """The handle of a stored, user-bound ``session`` (to mark "this device" in a listing)."""

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, Optional, Sequence, Union, cast
 
 from itsdangerous import Signer
 from itsdangerous.encoding import base64_decode, base64_encode
@@ -37,6 +37,13 @@ HANDLE_SALT = "hug_cookie_sessions.session-handle"
 #: A handle's MAC: 16 bytes (128 bits), 22 characters of unpadded base64.
 HANDLE_MAC_BYTES = 16
 _HANDLE_MAC_CHARS = 22
+
+#: Every handle of a session stored under its key: a 32-byte store key and a 16-byte MAC
+#: in unpadded base64 (see :meth:`SessionSigner.handle`).
+HANDLE_LENGTH = 64
+
+#: A store key (:func:`~.store_keys.store_key`): SHA-256 in hex.
+_STORE_KEY = re.compile(r"[0-9a-f]{64}")
 
 #: Anything longer cannot be a cookie this package issued; reject it unread.
 MAX_TOKEN_LENGTH = 256
@@ -107,35 +114,66 @@ class SessionSigner:
     def handle(self, user_id: str, sid: str) -> str:
         """An opaque name for one of ``user_id``'s sessions, safe to show in a page.
 
-        It is ``<user ID as UTF-8, unpadded URL-safe base64>.<MAC of the session ID>``
-        (the MAC is 16 bytes of HMAC-SHA256 with a key derived from the newest
-        secret, 22 characters): it tells whose session it is, but the session ID
-        cannot be recovered from it, so a listing of a user's sessions never hands
-        out a working cookie. ``sid`` is what the store lists the session by: the
-        middleware passes its store key (:mod:`.store_keys`).
+        ``sid`` is what the store lists the session by: the middleware passes its
+        store key (:mod:`.store_keys`, 64 hex digits). The handle is that key's 32
+        bytes and a 16-byte MAC binding them to ``user_id`` (HMAC-SHA256 with a key
+        derived from the newest secret), in unpadded URL-safe base64: always
+        :data:`HANDLE_LENGTH` characters, whatever the user ID's length or script.
+        The key is a one-way hash of the session ID, so a listing never hands out
+        the ID or a working cookie; the MAC makes handles unforgeable, and lets
+        :meth:`handle_belongs_to` check an owner without store I/O.
 
-        Trade-off: the handle carries the user ID, so it is ``4/3 * (UTF-8 bytes of
-        the user ID) + 23`` characters long rather than of a fixed length. It has to:
-        :meth:`handle_user` tells whose a handle is without store I/O, and
-        ``revoke(handle)`` gets nothing else to find the session by (the store
-        indexes sessions by user, and has no index by handle). Nothing caps that
-        length, so long and non-ASCII user IDs (lone surrogates too) give handles
-        that work. The user part is not signed on its own; it needs no signature,
-        because a handle opens only a session listed under the user it names and
-        whose MAC it carries: changing either part names no session.
+        A session that an earlier release stored under its raw ID, and that has
+        not been written since, has no key to carry yet: its handle keeps the
+        earlier form, ``<user ID in base64>.<MAC of the raw ID>`` (which grows with
+        the user ID), until its next write moves it to its key.
         """
+        if _STORE_KEY.fullmatch(sid):
+            key = bytes.fromhex(sid)
+            return base64_encode(key + self._owner_mac(self._handle_keys[0], key, user_id)).decode("ascii")
         user = base64_encode(user_id.encode("utf-8", "surrogatepass")).decode("ascii")
         return f"{user}.{base64_encode(self._handle_mac(self._handle_keys[0], sid)).decode('ascii')}"
 
     @staticmethod
-    def handle_user(handle: str) -> Optional[str]:
-        """The user ID a handle names, or None for anything that is not a handle this
-        package issues (any string, or another type, gives an answer, never an error)."""
+    def handle_store_key(handle: object) -> Optional[str]:
+        """The store key a well-formed handle of :data:`HANDLE_LENGTH` characters carries, not yet
+        verified (see :meth:`handle_belongs_to`); None for anything else, never an error."""
+        if not isinstance(handle, str) or len(handle) != HANDLE_LENGTH or not handle.isascii():
+            return None
+        raw = _canonical_base64(handle)
+        return raw[:32].hex() if raw is not None and len(raw) == 48 else None
+
+    def handle_belongs_to(self, handle: object, user_id: object) -> bool:
+        """Whether ``handle`` was issued for a session of ``user_id``: no store I/O.
+
+        Check this before revoking a handle on a user's behalf (or pass ``user_id`` to
+        ``revoke``). The MAC is checked with every key, newest first, in constant
+        time, so a handle shown before a key rotation passes while its key is listed.
+        A handle of the earlier form only names its user (unsigned): True when that
+        is ``user_id``, and ``revoke`` checks its MAC against that user's sessions.
+        Any value gives an answer, never an error.
+        """
+        if not isinstance(user_id, str):
+            return False
+        if self.handle_store_key(handle) is None:
+            return self.handle_user(handle) == user_id  # the earlier form names its user
+        raw = _canonical_base64(cast(str, handle))
+        assert raw is not None
+        stored, mac = raw[:32], raw[32:]
+        return any(
+            hmac.compare_digest(self._owner_mac(secret, stored, user_id), mac) for secret in self._handle_keys
+        )
+
+    @staticmethod
+    def handle_user(handle: object) -> Optional[str]:
+        """The user ID a handle of the earlier form names (see :meth:`handle`), or None for
+        anything else, a fixed-length handle included: those do not carry their user
+        (:meth:`handle_belongs_to` checks one). Any value gives an answer, never an error."""
         parsed = _parse_handle(handle)
         return parsed[0] if parsed is not None else None
 
     def handle_session(self, handle: str, sids: Iterable[str]) -> Optional[str]:
-        """The one of ``sids`` that ``handle`` names, or None.
+        """The one of ``sids`` that ``handle``, of the earlier form, names, or None.
 
         The MAC is checked with every key, newest first, so a handle shown before
         a key rotation keeps working while its key is in the list; the MACs are
@@ -154,6 +192,12 @@ class SessionSigner:
 
     def _handle_mac(self, key: bytes, sid: str) -> bytes:
         return self._algorithm.get_signature(key, sid.encode("ascii", "replace"))[:HANDLE_MAC_BYTES]
+
+    def _owner_mac(self, key: bytes, store_key: bytes, user_id: str) -> bytes:
+        """The MAC of a fixed-length handle: the store key (fixed length, so the message
+        is unambiguous) followed by the user ID in UTF-8 (lone surrogates kept)."""
+        message = store_key + user_id.encode("utf-8", "surrogatepass")
+        return self._algorithm.get_signature(key, message)[:HANDLE_MAC_BYTES]
 
 
 def _parse_handle(handle: object) -> Optional[tuple[str, bytes]]:

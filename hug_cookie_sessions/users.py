@@ -107,8 +107,9 @@ class UserSessions:
         except SessionStoreError as error:
             raise store_failed(error, "delete_user_sessions") from error
 
-    def revoke(self, handle: str) -> bool:
-        """End the one session named by ``handle``; False if there is none.
+    def revoke(self, handle: str, user_id: Optional[str] = None) -> bool:
+        """End the one session named by ``handle``; False if there is none, or when
+        ``user_id`` is given and the session is not one of that user's.
 
         Any string (or other value) that is not a live session's handle gives
         False, never an error: handles come back from forms. A handle shown
@@ -116,31 +117,51 @@ class UserSessions:
         failure is a 503.
         """
         self._check_index()
-        user_id = self.signer.handle_user(handle)
-        if user_id is None:
-            return False
         try:
-            sid = self.signer.handle_session(handle, _listed(self.store.user_sessions, user_id))
-            if sid is not None:
-                self.store.delete(sid)
+            key = self.signer.handle_store_key(handle)
+            if key is not None:  # one read to learn whose session it is, then the delete
+                found = self._owned(handle, self.store.load(key), user_id)
+            else:  # a handle of the earlier form names its user: look among that user's sessions
+                owner = self._claimed_owner(handle, user_id)
+                sids = _listed(self.store.user_sessions, owner) if owner else []
+                key = self.signer.handle_session(handle, sids)
+                found = key is not None
+            if found:
+                self.store.delete(key)
         except SessionStoreError as error:
             raise store_failed(error, "revoke") from error
-        return sid is not None
+        return found
 
-    async def revoke_async(self, handle: str) -> bool:
+    async def revoke_async(self, handle: str, user_id: Optional[str] = None) -> bool:
         """:meth:`revoke` for asyncio apps."""
         self._check_index()
-        user_id = self.signer.handle_user(handle)
-        if user_id is None:
-            return False
         try:
-            sids = await _listed_async(self.async_store.user_sessions, user_id)
-            sid = self.signer.handle_session(handle, sids)
-            if sid is not None:
-                await self.async_store.delete(sid)
+            key = self.signer.handle_store_key(handle)
+            if key is not None:
+                found = self._owned(handle, await self.async_store.load(key), user_id)
+            else:
+                owner = self._claimed_owner(handle, user_id)
+                sids = await _listed_async(self.async_store.user_sessions, owner) if owner else []
+                key = self.signer.handle_session(handle, sids)
+                found = key is not None
+            if found:
+                await self.async_store.delete(key)
         except SessionStoreError as error:
             raise store_failed(error, "revoke") from error
-        return sid is not None
+        return found
+
+    def _owned(self, handle: str, record: Optional[Record], user_id: Optional[str]) -> bool:
+        """Whether ``record``, loaded by the key in ``handle``, is a live session bound to the
+        user the handle was issued for (and to ``user_id``, when given)."""
+        owner = record.user_id if record is not None and record.expires_at > self.clock() else None
+        if owner is None or (user_id is not None and owner != user_id):
+            return False
+        return self.signer.handle_belongs_to(handle, owner)
+
+    def _claimed_owner(self, handle: str, user_id: Optional[str]) -> Optional[str]:
+        """The user a handle of the earlier form names, if it is ``user_id`` (when given)."""
+        owner = self.signer.handle_user(handle)
+        return owner if user_id is None or owner == user_id else None
 
     def cap(self, save: Save, written: bool) -> None:
         """Once ``save`` is made (``written``: its write landed), end the least recently active

@@ -144,9 +144,9 @@ def actions(middleware: SessionMiddleware) -> Dict[Tuple[str, str], Action]:
     @route("POST", "/revoke")
     def revoke(call):
         handle = call.params["handle"]
-        if middleware.signer.handle_user(handle) != call.session.user_id:
+        if not middleware.signer.handle_belongs_to(handle, call.session.user_id):
             return {"revoked": False}
-        return {"revoked": (yield Use("revoke", (handle,)))}
+        return {"revoked": (yield Use("revoke", (handle, call.session.user_id)))}
 
     @route("POST", "/logout_everywhere")
     def logout_everywhere(call):
