@@ -18,16 +18,12 @@ drift of a shared machine cancels.
 from __future__ import annotations
 
 import argparse
-import importlib
-import io
 import json
 import os
-import re
 import secrets
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -37,13 +33,11 @@ from typing import Callable, Optional
 import hug_cookie_sessions
 
 from .apps import PATHS, build, make_store, middleware
+from .basecopy import BASE_PACKAGE, PACKAGE, ROOT, extract_base, git, import_base, log
 from .inprocess import _noop_start_response, call, environ_for, session_cookie
 from .sections import SIDE_BY_SIDE, replace_section
 from .sidebyside import Comparison, measure, median_ci
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGE = "hug_cookie_sessions"
-BASE_PACKAGE = "hug_cookie_sessions_base"
 DEFAULT_BASE = "3225229"
 STORES = {"memory": "MemoryStore", "sqlite": "SQLiteStore"}
 VARIANTS = ("base", "new")
@@ -72,68 +66,6 @@ class Plan:
 # specialise first); pooled over fresh processes, that averages out instead of deciding.
 FULL = Plan(rounds=40, number=2000, chunks=40, processes=4)
 QUICK = Plan(rounds=4, number=200, chunks=4, processes=2)
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def git(*args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
-    ).stdout.strip()
-
-
-# -- the base commit's package, under another name ----------------------------------------
-
-_ABSOLUTE_IMPORT = re.compile(rf"^(\s*(?:from|import)\s+){PACKAGE}(?=[\s.])", re.MULTILINE)
-
-
-def extract_base(base: str, into: str) -> str:
-    """Unpack ``base``'s package from git into ``into`` as :data:`BASE_PACKAGE`; returns its folder.
-
-    The package imports itself relatively; any absolute self-import is rewritten
-    all the same, so the copy cannot reach into this checkout's package.
-    """
-    try:
-        archive = subprocess.run(
-            ["git", "archive", "--format=tar", base, PACKAGE],
-            cwd=ROOT,
-            capture_output=True,
-            check=True,
-            timeout=60,
-        ).stdout
-    except subprocess.CalledProcessError as error:
-        raise SystemExit(
-            f"git archive {base} failed: {error.stderr.decode().strip()} "
-            "(a shallow clone needs `git fetch --unshallow`)"
-        ) from error
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        members = [m for m in tar.getmembers() if m.isfile() or m.isdir()]
-        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # 3.12 warns without
-        tar.extractall(into, members=members, **safe)
-    os.rename(os.path.join(into, PACKAGE), os.path.join(into, BASE_PACKAGE))
-    rewritten = 0
-    for folder, _, files in os.walk(os.path.join(into, BASE_PACKAGE)):
-        for name in files:
-            if name.endswith(".py"):
-                path = os.path.join(folder, name)
-                with open(path, encoding="utf-8") as source:
-                    text, count = _ABSOLUTE_IMPORT.subn(rf"\g<1>{BASE_PACKAGE}", source.read())
-                if count:
-                    rewritten += count
-                    with open(path, "w", encoding="utf-8") as source:
-                        source.write(text)
-    if rewritten:
-        log(f"rewrote {rewritten} line(s) importing {PACKAGE} absolutely in the base copy")
-    return os.path.join(into, BASE_PACKAGE)
-
-
-def import_base(into: str) -> ModuleType:
-    """The package :func:`extract_base` unpacked into ``into``."""
-    sys.path.insert(0, into)
-    importlib.invalidate_caches()
-    return importlib.import_module(BASE_PACKAGE)
 
 
 # -- cells: zero-argument callables, one request or one set of store calls each -------------
