@@ -210,13 +210,14 @@ def cookie_header_of(source: Any) -> Optional[str]:
     if not isinstance(source, dict):
         header: Optional[str] = source
         return header
-    fields = [value for name, value in source["headers"] if name == b"cookie"]
-    return _joined(fields) if fields else None
+    return _joined([value for name, value in source["headers"] if name == b"cookie"])
 
 
-def _joined(fields: list[bytes]) -> str:
-    """Several ``cookie`` fields as one header, decoded as Falcon decodes headers."""
-    return "; ".join(field.decode("latin-1") for field in fields)
+def _joined(fields: list[bytes]) -> Optional[str]:
+    """``cookie`` fields as one header, decoded as Falcon decodes headers; None for none."""
+    if len(fields) < 2:
+        return fields[0].decode("latin-1") if fields else None
+    return "; ".join([field.decode("latin-1") for field in fields])
 
 
 def vary_on_cookie(resp: Any) -> None:
