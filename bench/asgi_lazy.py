@@ -7,7 +7,8 @@ repository root: ``.nox/falcon4-3-11/bin/python -m bench.asgi_lazy [--quick]``.
 request carrying the cookie of a session that exists: ``bare`` (no middleware;
 the stand-in cookie), and this package's middleware on ``MemoryStore``,
 ``SQLiteStore`` and ``AsyncRedisStore`` (on ``--redis-url``). Each path is
-timed on each app interleaved in the same rounds (:mod:`bench.sidebyside`), a batch of requests per event-loop run, by CPU time
+timed on each app interleaved in the same rounds (:mod:`bench.sidebyside`), a batch of
+requests per event-loop run, by CPU time
 (``time.process_time``: the time other processes hold the CPU of a shared machine
 is left out; a worker thread's is not); a figure is the median of the per-round
 differences to ``bare`` on the same path, in µs per request, with its ~95%
