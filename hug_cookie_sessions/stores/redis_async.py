@@ -90,14 +90,17 @@ class AsyncRedisStore:
         self.cluster = isinstance(self.client, RedisCluster)
         self._scripts = layout.Scripts.register(self.client)
 
-    async def _index(self, user_id: Optional[str], key: str, expires_at: float) -> list[str]:
-        """The index key for the write's own script on a single Redis; on a cluster the index is
-        in another slot and is updated now, before the write (``RedisStore._index``, awaited)."""
-        if user_id is None or not self.cluster:
-            return self._keys.indexes(user_id)
-        keep_ms = layout.index_keep_ms(expires_at, time.time())
-        await self._run(self._scripts.index_add, [self._keys.user_index(user_id)], [key, keep_ms])
-        return []
+    def _script_keys(self, key: str, user_id: Optional[str]) -> list[str]:
+        """A write script's KEYS: the session, then on a single Redis the index of the user it
+        binds; on a cluster the index is in another slot, so :meth:`_index_first` updates it."""
+        return [key] if self.cluster else [key, *self._keys.indexes(user_id)]
+
+    async def _index_first(self, user_id: Optional[str], key: str, expires_at: float) -> None:
+        """Redis Cluster: add ``key`` to ``user_id``'s index before the write that binds it
+        (``RedisStore._index``, awaited); nothing to do on a single Redis or with no user."""
+        if user_id is not None and self.cluster:
+            keep_ms = layout.index_keep_ms(expires_at, time.time())
+            await self._run(self._scripts.index_add, [self._keys.user_index(user_id)], [key, keep_ms])
 
     async def _run(
         self, script: Any, keys: Sequence[Union[str, bytes]], args: Sequence[Union[str, int]]
@@ -126,8 +129,9 @@ class AsyncRedisStore:
     async def create(self, sid: str, record: Record) -> None:
         key = self._keys.session(sid)
         with self._failures("create"):
-            index = await self._index(record.user_id, key, record.expires_at)
-            await self._run(self._scripts.create, [key, *index], layout.create_args(record))
+            await self._index_first(record.user_id, key, record.expires_at)
+            keys = self._script_keys(key, record.user_id)
+            await self._run(self._scripts.create, keys, layout.create_args(record))
 
     async def apply(
         self,
@@ -141,9 +145,11 @@ class AsyncRedisStore:
     ) -> bool:
         key = self._keys.session(sid)
         args = layout.apply_args(changed, removed, expires_at, user_id, idle_timeout, time.time())
+        keys = self._script_keys(key, user_id)
         with self._failures("apply"):
-            index = await self._index(user_id, key, expires_at)
-            return bool(await self._run(self._scripts.apply, [key, *index], args))
+            if user_id is not None and self.cluster:  # not awaiting a coroutine that does nothing
+                await self._index_first(user_id, key, expires_at)
+            return bool(await self._run(self._scripts.apply, keys, args))
 
     async def rotate(self, old_sid: str, new_sid: str, record: Record) -> bool:
         if self.cluster:
