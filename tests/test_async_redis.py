@@ -84,6 +84,9 @@ def test_a_redis_outage_is_a_store_error_without_the_password(private_redis):
         with pytest.raises(SessionStoreError) as failure:
             facade.load(new_session_id())
         assert "hunter2secret" not in str(failure.value)
+        with pytest.raises(SessionStoreError, match="apply failed") as failure:
+            facade.apply(new_session_id(), {"cart": "2"}, (), time.time() + 3600)
+        assert "hunter2secret" not in str(failure.value)
         facade.run(facade.store.aclose())
     finally:
         facade.close()

