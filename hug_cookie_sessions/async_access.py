@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
     from .session import AsyncLoader, Opened
+    from .session_ids import SessionId
+    from .stores.base import Record
 
 __all__ = ["AsyncAccess", "preloaded"]
 
@@ -45,7 +47,7 @@ class AsyncAccess(MutableMapping[str, Any]):
         """Load the session with its blocking loader."""
 
     @abstractmethod
-    def _open(self, opened: Opened) -> None:
+    def stored_as(self, sid: Optional[SessionId], record: Optional[Record], reissue: bool = False) -> None:
         """Make what loading found the session's clean state."""
 
     async def aload(self) -> None:
@@ -72,7 +74,7 @@ class AsyncAccess(MutableMapping[str, Any]):
         waiting: list[asyncio.Future[None]] = []
         self._loading = waiting
         try:
-            self._open(await self._async_loader(self._source))
+            self.stored_as(*await self._async_loader(self._source))
         finally:
             self._loading = None
             for waiter in waiting:

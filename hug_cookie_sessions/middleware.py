@@ -179,8 +179,8 @@ class SessionMiddleware:
     ) -> None:
         """Save what the handler changed, unless it raised or the response is a 5xx."""
         try:
-            session = self._session_to_save(req, resp, req_succeeded)
-            if session is not None:
+            session = req.context.get(self.context_name)
+            if isinstance(session, Session) and session.loaded and self._saves(session, resp, req_succeeded):
                 save = self._save(session)
                 if save.cookie is not CookieChange.KEEP:
                     self._send_cookie(req, resp, save)
@@ -189,17 +189,15 @@ class SessionMiddleware:
             if lock is not None:
                 lock.finish()  # released, and none taken after this
 
-    def _session_to_save(self, req: Any, resp: Any, req_succeeded: bool) -> Optional[Session]:
-        """The request's session if the response hook saves it. Not when nothing used it (a
-        used one makes the response vary on Cookie), when it is clean and its expiry stays,
-        or when the response keeps no changes (:func:`response_keeps_changes`)."""
-        session = req.context.get(self.context_name)
-        if not isinstance(session, Session) or not session.loaded:
-            return None
+    def _saves(self, session: Session, resp: Any, req_succeeded: bool) -> bool:
+        """Whether the response hook saves ``session``, which the request used (so the response
+        varies on Cookie, which this adds): not when it is clean and its expiry stays, nor when
+        the response keeps no changes (:func:`response_keeps_changes`). The hooks ask only of a
+        session the request loaded: one that nothing used costs nothing more."""
         vary_on_cookie(resp)
         # A clean session whose expiry stays saves nothing: most requests stop here.
         may_write = session.dirty or self.policy.expiry_due(session.record, self.clock())
-        return session if may_write and response_keeps_changes(req_succeeded, resp.status) else None
+        return may_write and response_keeps_changes(req_succeeded, resp.status)
 
     # -- Falcon hooks (ASGI: falcon.asgi.App) ------------------------------------------------
 
@@ -226,8 +224,8 @@ class SessionMiddleware:
     async def process_response_async(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
         """:meth:`process_response` for ASGI."""
         try:
-            session = self._session_to_save(req, resp, req_succeeded)
-            if session is not None:
+            session = req.context.get(self.context_name)
+            if isinstance(session, Session) and session.loaded and self._saves(session, resp, req_succeeded):
                 save = await self._save_async(session)
                 if save.cookie is not CookieChange.KEEP:
                     self._send_cookie(req, resp, save)

@@ -224,12 +224,12 @@ class SavePolicy:
         ``keep_empty`` (an explicit ``save()``) stores a session even when it is
         empty; at the end of a request an empty session is not kept.
         """
-        if changes.changed and self.max_session_bytes is not None:
-            self._check_size(_full_data(old, changes))
         if changes.values_only and old is not None and not self.expiry_due(old, now):
             # A stored session whose expiry stays, only read or given new values: what nearly
             # every request that uses its session does.
             return NOTHING if changes is NO_CHANGES else self._values_saved(changes, sid, old)
+        if changes.changed and self.max_session_bytes is not None:
+            self._check_size(_full_data(old, changes))
         if changes.default_expiry:  # back to the default timeout: a new expiry from now
             expires_at, refreshed = self._capped(now + self.idle(None), old.created_at if old else now), True
         else:
@@ -256,8 +256,11 @@ class SavePolicy:
         the cookie kept. PERF(values-only): :meth:`_update` gives the same save, here worked
         out without the expiry and cookie rules (0.97 µs less per write: 40 rounds, medians, side by side)."""
         assert sid is not None
+        record = old.updated(changes.changed, (), old.expires_at)
+        if changes.changed and self.max_session_bytes is not None:
+            self._check_size(record.data)  # the session's whole data, as it will be stored
         write = Apply(sid, changes.changed, changes.removed, old.expires_at)
-        return Save(write=write, sid=sid, record=old.updated(changes.changed, (), old.expires_at))
+        return Save(write=write, sid=sid, record=record)
 
     def _update(
         self,

@@ -94,17 +94,11 @@ class Session(AsyncAccess):
 
     def _load(self) -> None:
         assert self._loader is not None
-        self._open(self._loader(self._source))
+        self.stored_as(*self._loader(self._source))
 
-    def _open(self, opened: Opened) -> None:
-        """Make what loading found the session's clean state."""
-        sid, record, reissue = opened
-        self.stored_as(sid, record)
-        if reissue:
-            self._lifecycle().reissue = True
-
-    def stored_as(self, sid: Optional[SessionId], record: Optional[Record]) -> None:
-        """Make ``record``, stored under ``sid``, the session's clean state.
+    def stored_as(self, sid: Optional[SessionId], record: Optional[Record], reissue: bool = False) -> None:
+        """Make ``record``, stored under ``sid``, the session's clean state; ``reissue``: the
+        next save sends the cookie again (what loading found is these three, :data:`Opened`).
 
         Package-internal: loading calls it, and the middleware after a save, so
         that code running later in the request sees what was stored.
@@ -124,6 +118,8 @@ class Session(AsyncAccess):
         self.dirty = False
         # None until a lifecycle call (or a reissue) asks something of the save: most requests make none.
         self._asked: Optional[_Lifecycle] = None
+        if reissue:
+            self._lifecycle().reissue = True
 
     def _lifecycle(self) -> _Lifecycle:
         """What lifecycle calls asked of the next save, to add one more (the session becomes dirty)."""

@@ -20,8 +20,9 @@ import logging
 import math
 import re
 import sys
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Collection, Mapping, Optional, Protocol, runtime_checkable
+from typing import Any, Optional, Protocol, runtime_checkable
 from urllib.parse import unquote_plus
 
 log = logging.getLogger("hug_cookie_sessions")
