@@ -20,65 +20,35 @@ import contextlib
 import os
 import threading
 import time
-from typing import Callable, Collection, Iterator, Mapping, Optional, Union
-
-try:
-    import psycopg
-    from psycopg_pool import ConnectionPool
-except ImportError as error:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "PostgresStore needs psycopg and psycopg-pool: pip install 'hug-cookie-sessions[postgres]'"
-    ) from error
+from typing import TYPE_CHECKING, Callable, Collection, Iterator, Mapping, Optional
 
 from . import postgres_schema as schema
 from .base import Record, SessionStoreError
+from .postgres_options import ConnectionPool, PostgresOptions
+
+if TYPE_CHECKING:
+    import psycopg
 
 
-class PostgresStore:
+class PostgresStore(PostgresOptions[ConnectionPool]):
     """Sessions in PostgreSQL tables named ``<table_prefix>_sessions`` (and ``_locks``, ``_meta``).
 
-    ``conninfo_or_pool`` is a libpq URL (``postgresql://user@host/db``) or
-    ``key=value`` string, from which the store makes its own pool in each
-    process on first use (``connect_timeout`` and ``statement_timeout``, in
-    seconds, apply unless the conninfo sets its own; a call waits at most
-    ``pool_timeout`` for a connection); or a ``ConnectionPool`` you made and
-    opened (give it ``kwargs={"autocommit": True}``: otherwise every call costs
-    one more round trip, the commit, and set its timeouts yourself).
+    ``conninfo_or_pool`` is a libpq URL or ``key=value`` string, from which the
+    store makes its own pool in each process on first use, or a
+    ``ConnectionPool`` you made and opened (see :class:`~.postgres_options.PostgresOptions`
+    for it and the timeouts).
 
     Expired sessions are never returned; they are deleted in batches at most
     once per ``purge_interval`` seconds, piggybacked on a new session's write,
     and by :meth:`purge_expired` (``hug-sessions purge``).
     """
 
-    def __init__(
-        self,
-        conninfo_or_pool: Union[str, ConnectionPool],
-        *,
-        table_prefix: str = "session",
-        connect_timeout: float = schema.CONNECT_TIMEOUT,
-        statement_timeout: float = schema.STATEMENT_TIMEOUT,
-        pool_timeout: float = schema.POOL_TIMEOUT,
-        purge_interval: float = 300.0,
-    ) -> None:
-        self.statements = schema.Statements(table_prefix)
-        self.table_prefix = table_prefix
-        self.purge_interval = purge_interval
-        self._purges = schema.PurgeSchedule(purge_interval)
-        self._lock = threading.Lock()
-        self._ready = False
-        self._pid = -1
-        if isinstance(conninfo_or_pool, str):
-            conninfo = schema.with_timeouts(conninfo_or_pool, connect_timeout, statement_timeout)
-            self._failures = schema.Failures.for_conninfo(conninfo)
-            self._new_pool: Optional[Callable[[], ConnectionPool]] = lambda: ConnectionPool(
-                conninfo, **schema.pool_options(pool_timeout, table_prefix)
-            )
-            self._pool: Optional[ConnectionPool] = None
-        elif isinstance(conninfo_or_pool, ConnectionPool):
-            self._failures = schema.Failures.for_conninfo(conninfo_or_pool.conninfo)
-            self._new_pool, self._pool = None, conninfo_or_pool
-        else:
-            raise TypeError("PostgresStore needs a psycopg_pool.ConnectionPool or a conninfo/URL")
+    pool_class = ConnectionPool
+    # The store's own pool and the process it was made in (a pool must not cross a fork).
+    _pool: Optional[ConnectionPool] = None
+    _pid = -1
+    # Guards making a pool; shared by the stores of a process, which make one each, once.
+    _lock = threading.Lock()
 
     # -- connections -------------------------------------------------------------------------
 
@@ -86,12 +56,12 @@ class PostgresStore:
     def pool(self) -> ConnectionPool:
         """This process's pool: made and opened on first use, anew after a fork (a pool's
         connections and worker threads must not cross one)."""
-        if self._new_pool is None:
-            assert self._pool is not None  # the pool the store was given
-            return self._pool
+        if self._given_pool is not None:
+            return self._given_pool
         if self._pool is None or self._pid != os.getpid():
             with self._lock:
                 if self._pool is None or self._pid != os.getpid():
+                    assert self._new_pool is not None  # given no pool, the store makes its own
                     pool = self._new_pool()
                     pool.open()  # returns at once; the pool connects in the background
                     self._pool, self._pid = pool, os.getpid()

@@ -12,21 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, AsyncIterator, Callable, Collection, Mapping, Optional, Union
-
-try:
-    import psycopg
-    from psycopg_pool import AsyncConnectionPool
-except ImportError as error:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "AsyncPostgresStore needs psycopg and psycopg-pool: pip install 'hug-cookie-sessions[postgres]'"
-    ) from error
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Collection, Mapping, Optional
 
 from . import postgres_schema as schema
 from .base import Record, SessionStoreError
+from .postgres_options import AsyncConnectionPool, PostgresOptions
+
+if TYPE_CHECKING:
+    import psycopg
 
 
-class AsyncPostgresStore:
+class AsyncPostgresStore(PostgresOptions[AsyncConnectionPool]):
     """Sessions in PostgreSQL for ``falcon.asgi.App``: every method a coroutine.
 
     Takes ``PostgresStore``'s arguments; a pool you pass is an
@@ -36,31 +32,18 @@ class AsyncPostgresStore:
     and ``await store.aclose()`` on shutdown.
     """
 
-    def __init__(
-        self,
-        conninfo_or_pool: Union[str, AsyncConnectionPool],
-        *,
-        table_prefix: str = "session",
-        connect_timeout: float = schema.CONNECT_TIMEOUT,
-        statement_timeout: float = schema.STATEMENT_TIMEOUT,
-        pool_timeout: float = schema.POOL_TIMEOUT,
-        purge_interval: float = 300.0,
-    ) -> None:
-        self.statements = schema.Statements(table_prefix)
-        self.table_prefix = table_prefix
-        self.purge_interval = purge_interval
-        self._purges = schema.PurgeSchedule(purge_interval)
-        self._ready = False
-        if isinstance(conninfo_or_pool, str):
-            conninfo = schema.with_timeouts(conninfo_or_pool, connect_timeout, statement_timeout)
-            self._failures = schema.Failures.for_conninfo(conninfo)
-            self.pool = AsyncConnectionPool(conninfo, **schema.pool_options(pool_timeout, table_prefix))
-            self._owns_pool = True
-        elif isinstance(conninfo_or_pool, AsyncConnectionPool):
-            self._failures = schema.Failures.for_conninfo(conninfo_or_pool.conninfo)
-            self.pool, self._owns_pool = conninfo_or_pool, False
-        else:
-            raise TypeError("AsyncPostgresStore needs a psycopg_pool.AsyncConnectionPool or a conninfo/URL")
+    pool_class = AsyncConnectionPool
+    _pool: Optional[AsyncConnectionPool] = None  # the store's own, once made
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        """The pool the store was given, or its own (made on first use, opened by the first call)."""
+        if self._given_pool is not None:
+            return self._given_pool
+        if self._pool is None:
+            assert self._new_pool is not None  # given no pool, the store makes its own
+            self._pool = self._new_pool()
+        return self._pool
 
     # -- connections, awaited ------------------------------------------------------------------
 
@@ -69,7 +52,7 @@ class AsyncPostgresStore:
         """A pooled connection (the pool opened, the schema made or checked on first use);
         psycopg errors become SessionStoreError naming ``action``."""
         with self._failures(action):
-            if self._owns_pool:
+            if self._given_pool is None:
                 await self.pool.open()  # returns at once once open
             async with self.pool.connection() as db:
                 if not self._ready:
@@ -185,5 +168,5 @@ class AsyncPostgresStore:
 
     async def aclose(self) -> None:
         """Close the pool if the store made it."""
-        if self._owns_pool:
-            await asyncio.wait_for(self.pool.close(), 10)
+        if self._pool is not None:
+            await asyncio.wait_for(self._pool.close(), 10)

@@ -35,7 +35,6 @@ from typing import Collection, Mapping, NamedTuple, Optional, Union
 
 try:
     import redis
-    from redis.backoff import ExponentialBackoff
     from redis.cluster import RedisCluster
     from redis.retry import Retry
 except ImportError as error:  # pragma: no cover - depends on the installation
@@ -45,7 +44,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
 
 from . import redis_layout as layout
 from .base import Record, SessionStoreError
-from .redis_failures import Failures
+from .redis_failures import Failures, client_options
 from .redis_layout import CONNECT_TIMEOUT, DATA, INDEX_MARGIN_MS, SOCKET_TIMEOUT, TOMBSTONE_MS
 
 # The layout's constants stay importable from here, where they were first defined.
@@ -81,14 +80,8 @@ def client_from_url(url: str) -> Client:
     retry timeouts, so a slow command never runs twice and a call fails within
     about one timeout.
     """
-    options = {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": SOCKET_TIMEOUT}
-    if layout.scheme(url) == layout.CLUSTER_SCHEME:
-        # Between attempts the cluster client re-reads the slot map, which rides out a failover.
-        retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
-        return RedisCluster.from_url("redis" + url[len(layout.CLUSTER_SCHEME) :], retry=retry, **options)
-    # One retry replaces a pooled connection that died with a restarted server.
-    retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), 1, supported_errors=(redis.ConnectionError,))
-    return redis.Redis.from_url(url, retry=retry, **options)
+    cluster, url, options = client_options(url, Retry)
+    return RedisCluster.from_url(url, **options) if cluster else redis.Redis.from_url(url, **options)
 
 
 class RedisStore:

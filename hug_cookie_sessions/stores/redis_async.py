@@ -25,7 +25,6 @@ try:
     import redis.asyncio as aioredis
     from redis.asyncio.cluster import RedisCluster
     from redis.asyncio.retry import Retry
-    from redis.backoff import ExponentialBackoff
     from redis.exceptions import NoScriptError
 except ImportError as error:  # pragma: no cover - depends on the installation
     raise ImportError(
@@ -34,7 +33,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
 
 from . import redis_layout as layout
 from .base import Record, SessionStoreError
-from .redis_failures import REDIS_ERRORS, Failures
+from .redis_failures import REDIS_ERRORS, Failures, client_options
 
 AsyncClient = Union[aioredis.Redis, RedisCluster]
 
@@ -42,15 +41,8 @@ AsyncClient = Union[aioredis.Redis, RedisCluster]
 def async_client_from_url(url: str) -> AsyncClient:
     """A ``redis.asyncio`` client for ``url`` with ``RedisStore``'s bounded timeouts and retries:
     a ``redis.asyncio.Redis``, or for ``redis+cluster://`` a ``RedisCluster`` (it connects on first use)."""
-    timeouts: dict[str, Any] = {
-        "socket_connect_timeout": layout.CONNECT_TIMEOUT,
-        "socket_timeout": layout.SOCKET_TIMEOUT,
-    }
-    if layout.scheme(url) == layout.CLUSTER_SCHEME:
-        retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
-        return RedisCluster.from_url("redis" + url[len(layout.CLUSTER_SCHEME) :], retry=retry, **timeouts)
-    retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), 1, supported_errors=(aioredis.ConnectionError,))
-    return aioredis.Redis.from_url(url, retry=retry, **timeouts)
+    cluster, url, options = client_options(url, Retry)
+    return RedisCluster.from_url(url, **options) if cluster else aioredis.Redis.from_url(url, **options)
 
 
 class AsyncRedisStore:

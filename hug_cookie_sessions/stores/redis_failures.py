@@ -1,4 +1,5 @@
-"""How the Redis session stores report a failure: a SessionStoreError (a 503) naming no secret.
+"""How the Redis session stores fail: quickly (bounded timeouts, few retries), and as a
+SessionStoreError (a 503) naming no secret.
 
 Shared by ``RedisStore`` and ``AsyncRedisStore`` (through :mod:`.redis_layout`).
 """
@@ -6,12 +7,14 @@ Shared by ``RedisStore`` and ``AsyncRedisStore`` (through :mod:`.redis_layout`).
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from .base import SessionStoreError, redacted_url, url_secrets
+from .redis_layout import CLUSTER_SCHEME, CONNECT_TIMEOUT, SOCKET_TIMEOUT, scheme
 
 try:
-    from redis.exceptions import RedisClusterException, RedisError
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError, RedisClusterException, RedisError
 except ImportError as error:  # pragma: no cover - depends on the installation
     raise ImportError(
         "the Redis session stores need the redis package: pip install 'hug-cookie-sessions[redis]'"
@@ -20,6 +23,25 @@ except ImportError as error:  # pragma: no cover - depends on the installation
 
 #: What redis-py raises when Redis fails (a cluster adds its own): what a store call translates.
 REDIS_ERRORS = (RedisError, RedisClusterException)
+
+
+def client_options(url: str, retry: Callable[..., Any]) -> tuple[bool, str, dict[str, Any]]:
+    """How a store's client made from ``url`` connects: whether ``url`` names a Redis Cluster,
+    the URL for redis-py's ``from_url`` (``redis+cluster://`` as ``redis://``), and its options.
+
+    ``retry`` is redis-py's ``Retry`` class of the client's flavour (blocking or asyncio).
+    Timeouts are short, as a session lookup is a tiny command. A standalone client retries
+    once, on a broken connection only (a pooled connection that died with a restarted
+    server), so a slow command never runs twice and a call fails within about one timeout;
+    a cluster client retries twice, re-reading the slot map between attempts, which rides
+    out a failover.
+    """
+    options: dict[str, Any] = {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": SOCKET_TIMEOUT}
+    if scheme(url) == CLUSTER_SCHEME:
+        options["retry"] = retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
+        return True, "redis" + url[len(CLUSTER_SCHEME) :], options
+    options["retry"] = retry(ExponentialBackoff(cap=0.2, base=0.02), 1, supported_errors=(ConnectionError,))
+    return False, url, options
 
 
 class Failures:
