@@ -14,7 +14,8 @@ from .redis_layout import CLUSTER_SCHEME, CONNECT_TIMEOUT, SOCKET_TIMEOUT, schem
 
 try:
     from redis.backoff import ExponentialBackoff
-    from redis.exceptions import ConnectionError, RedisClusterException, RedisError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisClusterException, RedisError
 except ImportError as error:  # pragma: no cover - depends on the installation
     raise ImportError(
         "the Redis session stores need the redis package: pip install 'hug-cookie-sessions[redis]'"
@@ -40,7 +41,8 @@ def client_options(url: str, retry: Callable[..., Any]) -> tuple[bool, str, dict
     if scheme(url) == CLUSTER_SCHEME:
         options["retry"] = retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
         return True, "redis" + url[len(CLUSTER_SCHEME) :], options
-    options["retry"] = retry(ExponentialBackoff(cap=0.2, base=0.02), 1, supported_errors=(ConnectionError,))
+    broken_connection = (RedisConnectionError,)
+    options["retry"] = retry(ExponentialBackoff(cap=0.2, base=0.02), 1, supported_errors=broken_connection)
     return False, url, options
 
 
