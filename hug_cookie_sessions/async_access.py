@@ -18,14 +18,23 @@ from __future__ import annotations
 import asyncio
 from abc import abstractmethod
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Awaitable, Callable, Optional
 
-if TYPE_CHECKING:
-    from .session import AsyncLoader, Opened
-    from .session_ids import SessionId
-    from .stores.base import Record
+from .session_ids import SessionId
+from .stores.base import Record
 
-__all__ = ["AsyncAccess", "preloaded"]
+__all__ = ["AsyncAccess", "AsyncLoader", "Loader", "Opened", "preloaded"]
+
+#: What loading finds: ``(session id, record, reissue)``: the stored session (both None
+#: for none) and whether the client must be sent its reference again (for example, a
+#: cookie signed with a retired key).
+Opened = tuple[Optional[SessionId], Optional[Record], bool]
+
+#: Called once, with the session's source (such as its Cookie header), on first use.
+Loader = Callable[[Any], Opened]
+
+#: The loader's asyncio twin, awaited by :meth:`Session.aload` when the session has one (ASGI).
+AsyncLoader = Callable[[Any], Awaitable[Opened]]
 
 _MISSING = object()
 

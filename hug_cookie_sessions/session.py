@@ -13,25 +13,14 @@ import json
 import logging
 from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Optional
 
-from .async_access import AsyncAccess
+from .async_access import AsyncAccess, AsyncLoader, Loader, Opened
 from .errors import SessionValueError
 from .labels import check_label
 from .policy import NO_CHANGES, Changes
 from .session_ids import SessionId
 from .stores.base import Record, session_ref
-
-#: What loading finds: ``(session id, record, reissue)``: the stored session (both None
-#: for none) and whether the client must be sent its reference again (for example, a
-#: cookie signed with a retired key).
-Opened = tuple[Optional[SessionId], Optional[Record], bool]
-
-#: Called once, with the session's source (such as its Cookie header), on first use.
-Loader = Callable[[Any], Opened]
-
-#: The loader's asyncio twin, awaited by :meth:`Session.aload` when the session has one (ASGI).
-AsyncLoader = Callable[[Any], Awaitable[Opened]]
 
 # Values of these types cannot change in place, so reading one never makes the
 # session dirty and needs no re-encoding when the request ends.
