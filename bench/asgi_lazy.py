@@ -39,6 +39,7 @@ import falcon.asgi
 
 import hug_cookie_sessions
 
+from .asgi import scope_for
 from .basecopy import extract_base, import_base
 from .sidebyside import Comparison, measure
 
@@ -133,24 +134,6 @@ def build(
     return app, middleware
 
 
-def scope(path: str, cookie: str) -> dict:
-    """A GET of ``path`` as an ASGI server passes it."""
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench"), (b"cookie", cookie.encode())],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-
-
 async def _receive() -> dict:
     return {"type": "http.request", "body": b"", "more_body": False}
 
@@ -170,7 +153,7 @@ def session_cookie(loop: asyncio.AbstractEventLoop, app: Callable, middleware: A
     """``name=value`` of a session the app has just created, or the stand-in for ``bare``."""
     if middleware is None:
         return STAND_IN_COOKIE
-    start = loop.run_until_complete(request(app, scope("/write", "")))[0]
+    start = loop.run_until_complete(request(app, scope_for("/write", "")))[0]
     for name, value in start["headers"]:
         if name.lower() == b"set-cookie":
             return value.decode().split(";", 1)[0]
@@ -202,7 +185,7 @@ def store_calls(loop: asyncio.AbstractEventLoop, kind: str, folder: str, redis_u
     calls = {}
     for label, path in PATHS.items():
         counting.calls.clear()
-        status = loop.run_until_complete(request(app, scope(path, cookie)))[0]["status"]
+        status = loop.run_until_complete(request(app, scope_for(path, cookie)))[0]["status"]
         assert status == (404 if path == "/nowhere" else 200), (kind, path, status)
         calls[label] = sum(counting.calls.values())
     return calls
@@ -218,12 +201,12 @@ def cells(
         app, middleware = build(kind, folder, redis_url=redis_url)
         cookie = session_cookie(loop, app, middleware)
         for label, path in PATHS.items():
-            batches[f"{kind} {label}"] = _batch(loop, app, scope(path, cookie))
+            batches[f"{kind} {label}"] = _batch(loop, app, scope_for(path, cookie))
     for kind in BASE_KINDS if base is not None else ():
         app, middleware = build(kind, folder, package=base)
         cookie = session_cookie(loop, app, middleware)
         for label in PRELOADED:
-            batches[f"{kind}-base {label}"] = _batch(loop, app, scope(PATHS[label], cookie))
+            batches[f"{kind}-base {label}"] = _batch(loop, app, scope_for(PATHS[label], cookie))
     return batches
 
 

@@ -63,6 +63,7 @@ def _time_prefixes(parts: list[Callable], environ: dict, repeats: int, number: i
 def breakdown(store_factories: dict[str, Callable[[], Any]], *, repeats: int, number: int) -> dict:
     """Per store and path: µs per step, the floor middleware's work, and the store call alone."""
     from hug_cookie_sessions import SessionMiddleware
+    from hug_cookie_sessions.store_keys import store_key
 
     floor = FloorMiddleware()
     results: dict = {}
@@ -72,7 +73,7 @@ def breakdown(store_factories: dict[str, Callable[[], Any]], *, repeats: int, nu
         seed = middleware.open(None)
         seed["n"] = 0
         token = middleware.save(seed)
-        sid = middleware.signer.unsign(token)[0]
+        sid = store_key(middleware.signer.unsign(token)[0])  # what the middleware hands the store
         for path in ("read", "write"):
             environ = environ_for(path, f"session={token}")
             prefixes = _time_prefixes(_request_parts(middleware, path), environ, repeats, number)

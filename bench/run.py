@@ -12,7 +12,6 @@ import contextlib
 import os
 import platform
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -112,13 +111,7 @@ class PrivateRedis:
         raise RuntimeError("redis-server did not start within 10s")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        http.stop_group(self.process)
 
 
 def choose_redis() -> tuple[Optional[str], Optional[PrivateRedis], Optional[str]]:
