@@ -10,7 +10,7 @@ PORT ?= 8000
 $(VENV)/.installed: setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[hug,redis,postgres,test,example]'
+	$(BIN)/pip install --quiet -e '.[hug,redis,hiredis,postgres,test,example]'
 	touch $@
 
 # --preload: the app is imported once, so both workers share the key made when SESSION_SECRET is unset.
@@ -88,11 +88,11 @@ bench-asgi: $(ASGI_VENV)/.installed
 $(ASGI_VENV)/.installed: setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(ASGI_VENV)
 	$(ASGI_VENV)/bin/pip install --quiet --upgrade pip
-	$(ASGI_VENV)/bin/pip install --quiet -e '.[redis,bench]' 'falcon>=4,<5'
+	$(ASGI_VENV)/bin/pip install --quiet -e '.[redis,hiredis,bench]' 'falcon>=4,<5'
 	touch $@
 
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[hug,redis,postgres,test,bench]'
+	$(BIN)/pip install --quiet -e '.[hug,redis,hiredis,postgres,test,bench]'
 	touch $@
 
 lint: $(VENV)/.installed

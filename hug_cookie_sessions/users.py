@@ -120,7 +120,7 @@ class UserSessions:
         try:
             key = self.signer.handle_store_key(handle)
             if key is not None:  # one read to learn whose session it is, then the delete
-                found = self._owned(handle, self.store.load(key), user_id)
+                found = self._may_own(handle, user_id) and self._owned(handle, self.store.load(key), user_id)
             else:  # a handle of the earlier form names its user: look among that user's sessions
                 owner = self._claimed_owner(handle, user_id)
                 sids = _listed(self.store.user_sessions, owner) if owner else []
@@ -138,7 +138,9 @@ class UserSessions:
         try:
             key = self.signer.handle_store_key(handle)
             if key is not None:
-                found = self._owned(handle, await self.async_store.load(key), user_id)
+                found = self._may_own(handle, user_id) and self._owned(
+                    handle, await self.async_store.load(key), user_id
+                )
             else:
                 owner = self._claimed_owner(handle, user_id)
                 sids = await _listed_async(self.async_store.user_sessions, owner) if owner else []
@@ -149,6 +151,11 @@ class UserSessions:
         except SessionStoreError as error:
             raise store_failed(error, "revoke") from error
         return found
+
+    def _may_own(self, handle: str, user_id: Optional[str]) -> bool:
+        """False when ``handle`` was not issued for ``user_id`` (when given): a forged or
+        another user's handle costs no store read."""
+        return user_id is None or self.signer.handle_belongs_to(handle, user_id)
 
     def _owned(self, handle: str, record: Optional[Record], user_id: Optional[str]) -> bool:
         """Whether ``record``, loaded by the key in ``handle``, is a live session bound to the

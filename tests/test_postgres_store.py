@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -253,3 +254,21 @@ def test_a_pool_taking_its_conninfo_from_a_function_serves_sessions(postgres_url
         assert store.load(sid).data == {"a": "1"}
     finally:
         pool.close()
+
+
+def test_an_async_store_used_again_after_aclose_makes_a_new_pool(postgres_url, table_prefix):
+    from hug_cookie_sessions import AsyncPostgresStore
+    from hug_cookie_sessions.stores.base import Record
+
+    async def scenario() -> None:
+        store = AsyncPostgresStore(postgres_url, table_prefix=table_prefix)
+        sid, now = new_session_id(), time.time()
+        await store.create(sid, Record({"n": "1"}, now, now + 60))
+        first = store.pool
+        await store.aclose()
+        record = await store.load(sid)  # not PoolClosed (a 503): a fresh pool
+        assert record is not None and record.data == {"n": "1"}
+        assert store.pool is not first
+        await store.aclose()
+
+    asyncio.run(scenario())

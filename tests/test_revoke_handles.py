@@ -9,7 +9,7 @@ import base64
 
 import pytest
 
-from hug_cookie_sessions import SessionMiddleware
+from hug_cookie_sessions import MemoryStore, SessionMiddleware
 from hug_cookie_sessions.signing import HANDLE_LENGTH, SessionSigner, new_session_id
 from hug_cookie_sessions.store_keys import store_key
 
@@ -201,3 +201,34 @@ def test_a_session_stored_under_its_raw_id_keeps_a_handle_of_the_earlier_form_un
     handle = signer.handle(LONG_USER, raw)
     assert signer.handle_user(handle) == LONG_USER and signer.handle_belongs_to(handle, LONG_USER)
     assert signer.handle_session(handle, [store_key(raw), raw]) == raw
+
+
+class LoadCountingStore(MemoryStore):
+    """A real MemoryStore that counts its loads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads = 0
+
+    def load(self, sid: str):
+        self.loads += 1
+        return super().load(sid)
+
+
+def test_on_a_users_behalf_a_handle_not_issued_for_them_costs_no_store_read():
+    store = LoadCountingStore()
+    middleware = SessionMiddleware("k" * 32, store)
+    sessions = {}
+    for user in ("ada", "bob"):
+        session = sessions[user] = middleware.open(None)
+        session.bind_user(user)
+        middleware.save(session)
+    bobs = middleware.session_handle(sessions["bob"])
+    forged = b64(bytes(48))
+    store.loads = 0
+    assert middleware.revoke(bobs, "ada") is False
+    assert middleware.revoke(forged, "ada") is False
+    assert store.loads == 0
+    assert middleware.revoke(bobs, "bob") is True
+    assert store.loads == 1
+    assert middleware.user_sessions("bob") == [] and len(middleware.user_sessions("ada")) == 1

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
 from typing import TYPE_CHECKING, Callable, Collection, Iterator, Mapping, Optional
 
@@ -47,8 +46,6 @@ class PostgresStore(PostgresOptions[ConnectionPool]):
     # The store's own pool and the process it was made in (a pool must not cross a fork).
     _pool: Optional[ConnectionPool] = None
     _pid = -1
-    # Guards making a pool; shared by the stores of a process, which make one each, once.
-    _lock = threading.Lock()
 
     # -- connections -------------------------------------------------------------------------
 
@@ -61,8 +58,7 @@ class PostgresStore(PostgresOptions[ConnectionPool]):
         if self._pool is None or self._pid != os.getpid():
             with self._lock:
                 if self._pool is None or self._pid != os.getpid():
-                    assert self._new_pool is not None  # given no pool, the store makes its own
-                    pool = self._new_pool()
+                    pool = self._make_pool()
                     pool.open()  # returns at once; the pool connects in the background
                     self._pool, self._pid = pool, os.getpid()
         return self._pool
@@ -200,6 +196,6 @@ class PostgresStore(PostgresOptions[ConnectionPool]):
 
     def close(self) -> None:
         """Close this process's pool, if the store made it."""
-        if self._new_pool is not None and self._pool is not None:
+        if self._pool is not None:  # only a pool the store made
             self._pool.close()
             self._pool = None

@@ -41,8 +41,7 @@ class AsyncPostgresStore(PostgresOptions[AsyncConnectionPool]):
         if self._given_pool is not None:
             return self._given_pool
         if self._pool is None:
-            assert self._new_pool is not None  # given no pool, the store makes its own
-            self._pool = self._new_pool()
+            self._pool = self._make_pool()
         return self._pool
 
     # -- connections, awaited ------------------------------------------------------------------
@@ -168,5 +167,6 @@ class AsyncPostgresStore(PostgresOptions[AsyncConnectionPool]):
 
     async def aclose(self) -> None:
         """Close the pool if the store made it."""
-        if self._pool is not None:
-            await asyncio.wait_for(self._pool.close(), 10)
+        if self._pool is not None:  # only a pool the store made; a later call makes another
+            pool, self._pool = self._pool, None
+            await asyncio.wait_for(pool.close(), 10)

@@ -7,6 +7,7 @@ they give (tables, timeouts, purging, error messages) are written once, here.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, ClassVar, Generic, Optional, Protocol, TypeVar, Union
 
 from . import postgres_schema as schema
@@ -63,14 +64,15 @@ class PostgresOptions(Generic[Pool]):
         self.purge_interval = purge_interval
         self._purges = schema.PurgeSchedule(purge_interval)
         self._ready = False  # the tables are checked (and made) on the first call
-        #: Makes the store's own pool (None: the store uses the pool it was given).
-        self._new_pool: Optional[Callable[[], Pool]] = None
+        self._pool_timeout = pool_timeout
+        # A blocking store's threads make its pool once per process under this lock.
+        self._lock = threading.Lock()
+        #: The conninfo the store makes its own pool from; None: it uses the pool it was given.
+        self._conninfo: Optional[str] = None
         self._given_pool: Optional[Pool] = None
         if isinstance(conninfo_or_pool, str):
-            conninfo = schema.with_timeouts(conninfo_or_pool, connect_timeout, statement_timeout)
-            self._failures = schema.Failures.for_conninfo(conninfo)
-            options = schema.pool_options(pool_timeout, table_prefix)
-            self._new_pool = lambda: self._pool_of(conninfo, options)
+            self._conninfo = schema.with_timeouts(conninfo_or_pool, connect_timeout, statement_timeout)
+            self._failures = schema.Failures.for_conninfo(self._conninfo)
         elif isinstance(conninfo_or_pool, self.pool_class):
             self._failures = schema.Failures.for_conninfo(conninfo_or_pool.conninfo)
             self._given_pool = conninfo_or_pool
@@ -79,7 +81,9 @@ class PostgresOptions(Generic[Pool]):
                 f"{type(self).__name__} needs a psycopg_pool.{self.pool_class.__name__} or a conninfo/URL"
             )
 
-    def _pool_of(self, conninfo: str, options: dict[str, Any]) -> Pool:
-        """A new, unopened pool of :attr:`pool_class` for ``conninfo``."""
-        pool: Pool = self.pool_class(conninfo, **options)
+    def _make_pool(self) -> Pool:
+        """A new, unopened pool of :attr:`pool_class` for the store's conninfo (given none)."""
+        assert self._conninfo is not None, "the store was given its pool"
+        options = schema.pool_options(self._pool_timeout, self.table_prefix)
+        pool: Pool = self.pool_class(self._conninfo, **options)
         return pool
