@@ -181,6 +181,7 @@ def build(redis_url: str, sqlite_path: str, prefix: str, counts: dict[str, Count
 
 def scope_for(path: str, cookie: str) -> dict:
     """A GET of ``path`` as an ASGI server passes it; ``cookie`` its Cookie header (none if empty)."""
+    path = "/" + path.lstrip("/")
     headers = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench"), (b"accept", b"*/*")]
     if cookie:
         headers.append((b"cookie", cookie.encode()))
@@ -190,8 +191,8 @@ def scope_for(path: str, cookie: str) -> dict:
         "http_version": "1.1",
         "method": "GET",
         "scheme": "http",
-        "path": f"/{path.lstrip('/')}",
-        "raw_path": f"/{path.lstrip('/')}".encode(),
+        "path": path,
+        "raw_path": path.encode(),
         "root_path": "",
         "query_string": b"",
         "headers": headers,

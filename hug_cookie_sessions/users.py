@@ -158,12 +158,13 @@ class UserSessions:
         return user_id is None or self.signer.handle_belongs_to(handle, user_id)
 
     def _owned(self, handle: str, record: Optional[Record], user_id: Optional[str]) -> bool:
-        """Whether ``record``, loaded by the key in ``handle``, is a live session bound to the
-        user the handle was issued for (and to ``user_id``, when given)."""
+        """Whether ``record``, loaded by the key in ``handle`` once :meth:`_may_own` passed, is a
+        live session bound to the user the handle was issued for: ``user_id`` when given (whose
+        MAC :meth:`_may_own` checked), else the record's own user (checked here)."""
         owner = record.user_id if record is not None and record.expires_at > self.clock() else None
-        if owner is None or (user_id is not None and owner != user_id):
+        if owner is None:
             return False
-        return self.signer.handle_belongs_to(handle, owner)
+        return owner == user_id if user_id is not None else self.signer.handle_belongs_to(handle, owner)
 
     def _claimed_owner(self, handle: str, user_id: Optional[str]) -> Optional[str]:
         """The user a handle of the earlier form names, if it is ``user_id`` (when given)."""
