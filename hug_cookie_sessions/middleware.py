@@ -374,7 +374,7 @@ class SessionMiddleware:
         try:
             for sid in save.deletes:
                 delete(self.blocking_store, sid)
-            written = save.write is None or write(self.blocking_store, save.write, save.record)
+            written = save.write is None or write(self.blocking_store, save.write)
         except SessionStoreError as error:
             raise store_failed(error, _doing(save)) from error
         self.users.cap(save, written)
@@ -388,7 +388,7 @@ class SessionMiddleware:
         try:
             for sid in save.deletes:
                 await delete_async(self.async_store, sid)
-            written = save.write is None or await write_async(self.async_store, save.write, save.record)
+            written = save.write is None or await write_async(self.async_store, save.write)
         except SessionStoreError as error:
             raise store_failed(error, _doing(save)) from error
         await self.users.cap_async(save, written)

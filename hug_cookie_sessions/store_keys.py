@@ -14,7 +14,10 @@ When a session's key finds nothing, :func:`load` asks once more with the ID
 itself, so such sessions keep working after an upgrade with no manual step. The
 next write of a legacy session moves it to its key (a ``rotate`` from the raw ID
 to the key, so that, as with any rotate, no moment has both opening it), and
-deleting it removes both. Reads alone leave it where it is.
+deleting it removes both. Reads alone leave it where it is. A move carries the
+session as stored, and the write's changes follow as an ``apply`` to the key:
+two requests that move one session at once both land their changes, key by
+key, as on any other session.
 """
 
 from __future__ import annotations
@@ -46,17 +49,17 @@ async def load_async(store: Any, sid: SessionId) -> tuple[SessionId, Optional[Re
     return (SessionId(sid, legacy=True), record) if record is not None else (sid, None)
 
 
-def write(store: Any, change: Write, record: Optional[Record]) -> bool:
-    """Make ``change`` with a blocking ``store`` (``record``: the session as it will be stored);
-    False if the session had ended meanwhile.
+def write(store: Any, change: Write) -> bool:
+    """Make ``change`` with a blocking ``store``; False if the session had ended meanwhile.
 
-    A legacy session is first rotated from its raw ID to its key holding ``record``; when
-    its raw ID is gone already (a concurrent request moved it), the write goes to its key.
+    A legacy session is first moved from its raw ID to its key (unless a concurrent request
+    has moved it already); new values then go to the key like any other session's. A
+    regenerated one goes from its raw ID straight to its new key.
     """
     if isinstance(change, Apply):
         sid, changed, removed, expires_at, user_id, idle = change
-        if sid.legacy and _moved(store, sid, sid.key, record):
-            return True
+        if sid.legacy:
+            _moved(store, sid, sid.key)
         applied = store.apply(sid.key, changed, removed, expires_at, user_id=user_id, idle_timeout=idle)
         return applied is not False
     if isinstance(change, Rotate):
@@ -68,12 +71,12 @@ def write(store: Any, change: Write, record: Optional[Record]) -> bool:
     return True
 
 
-async def write_async(store: Any, change: Write, record: Optional[Record]) -> bool:
+async def write_async(store: Any, change: Write) -> bool:
     """:func:`write` with an async ``store``."""
     if isinstance(change, Apply):
         sid, changed, removed, expires_at, user_id, idle = change
-        if sid.legacy and await _moved_async(store, sid, sid.key, record):
-            return True
+        if sid.legacy:
+            await _moved_async(store, sid, sid.key)
         applied = await store.apply(sid.key, changed, removed, expires_at, user_id=user_id, idle_timeout=idle)
         return applied is not False
     if isinstance(change, Rotate):
@@ -85,20 +88,25 @@ async def write_async(store: Any, change: Write, record: Optional[Record]) -> bo
     return True
 
 
-def _moved(store: Any, sid: SessionId, key: str, record: Optional[Record]) -> bool:
-    """Rotate legacy ``sid`` from its raw ID to ``key`` holding ``record``, then :func:`_forget`
-    the raw ID; False, changing nothing, if the raw ID was gone."""
+def _moved(store: Any, sid: SessionId, key: str, record: Optional[Record] = None) -> bool:
+    """Rotate legacy ``sid`` from its raw ID to ``key``, holding ``record`` (None: the session
+    as stored), then :func:`_forget` the raw ID; False, changing nothing, if the raw ID was gone.
+
+    When a concurrent request has moved the session meanwhile, its move stands: the raw ID is
+    gone, or on Redis the rotate finds the key there and writes nothing (it takes that for a
+    retry of its own call).
+    """
     old = store.load(str(sid))
-    if old is None or store.rotate(str(sid), key, record) is False:
+    if old is None or store.rotate(str(sid), key, old if record is None else record) is False:
         return False
     _forget(store, str(sid), old)
     return True
 
 
-async def _moved_async(store: Any, sid: SessionId, key: str, record: Optional[Record]) -> bool:
+async def _moved_async(store: Any, sid: SessionId, key: str, record: Optional[Record] = None) -> bool:
     """:func:`_moved` with an async store."""
     old = await store.load(str(sid))
-    if old is None or await store.rotate(str(sid), key, record) is False:
+    if old is None or await store.rotate(str(sid), key, old if record is None else record) is False:
         return False
     await _forget_async(store, str(sid), old)
     return True

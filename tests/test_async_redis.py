@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
 from hug_cookie_sessions import RedisStore, SessionMiddleware
+from hug_cookie_sessions.policy import Apply
+from hug_cookie_sessions.session_ids import SessionId
 from hug_cookie_sessions.signing import new_session_id
+from hug_cookie_sessions.store_keys import write_async
+from hug_cookie_sessions.stores.base import Record
 from hug_cookie_sessions.stores.redis_async import AsyncRedisStore
 from hug_cookie_sessions.testing import (
     BlockingFacade,
@@ -272,3 +277,30 @@ def test_the_async_and_the_blocking_store_share_sessions_on_a_cluster(async_clus
     assert async_cluster_store.rotate(sid, new_sid, record({"a": "1"}, user_id="bob"))
     assert blocking.load(sid) is None and blocking.load(new_sid).data == {"a": "1"}
     assert set(blocking.user_sessions("bob")) == {new_sid}
+
+
+@pytest.mark.parametrize("kind", ["standalone", "cluster"])
+def test_two_async_writes_racing_the_move_of_a_legacy_session_both_persist(kind, request):
+    """``write_async`` through AsyncRedisStore: the second of two writes of one legacy session has
+    read the raw ID when the first moves the session to its key and writes. Both changes persist."""
+    facade = request.getfixturevalue("async_store" if kind == "standalone" else "async_cluster_store")
+    store = facade.store
+    raw = new_session_id()
+    now = time.time()
+    facade.create(raw, Record({"n": "1"}, now, now + 3600))  # as the previous release stored it
+    legacy = SessionId(raw, legacy=True)
+    first = Apply(legacy, {"a": "1"}, frozenset(), now + 3600)
+    second = Apply(legacy, {"b": "2"}, frozenset(), now + 3600)
+
+    class FirstWriteLandsBeforeSecondMoves:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        async def rotate(self, old: str, new: str, record: Record) -> bool:
+            assert await write_async(store, first)
+            return await store.rotate(old, new, record)
+
+    assert facade.run(write_async(FirstWriteLandsBeforeSecondMoves(), second))
+
+    assert facade.load(legacy.key).data == {"n": "1", "a": "1", "b": "2"}
+    assert facade.load(raw) is None

@@ -300,8 +300,34 @@ def test_a_logout_racing_the_move_of_a_legacy_session_still_ends_it(kind, tmp_pa
             store.delete(key)
             if not self.raced:
                 self.raced = True
-                write(store, concurrent_write, stored.updated({"n": "2"}, (), now + 3600))
+                write(store, concurrent_write)
 
     delete(WriteLandsAfterFirstDelete(), legacy)
 
     assert store.load(legacy.key) is None and store.load(raw) is None
+
+
+def test_two_writes_racing_the_move_of_a_legacy_session_both_persist(at_rest):
+    """Two requests of one legacy session change different keys at once: the second has read
+    the raw ID when the first moves the session to its key and writes. Both changes persist, as
+    they would on a session already under its key, and the raw ID is gone."""
+    store, dump = at_rest
+    raw = new_session_id()
+    now = time.time()
+    store.create(raw, Record({"n": "1"}, now, now + 3600))  # as the previous release stored it
+    legacy = SessionId(raw, legacy=True)
+    first = Apply(legacy, {"a": "1"}, frozenset(), now + 3600)
+    second = Apply(legacy, {"b": "2"}, frozenset(), now + 3600)
+
+    class FirstWriteLandsBeforeSecondMoves:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        def rotate(self, old: str, new: str, record: Record) -> bool:
+            assert write(store, first)
+            return store.rotate(old, new, record)
+
+    assert write(FirstWriteLandsBeforeSecondMoves(), second)
+
+    assert store.load(legacy.key).data == {"n": "1", "a": "1", "b": "2"}
+    assert store.load(raw) is None and raw not in dump()
