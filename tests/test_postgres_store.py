@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -272,3 +273,20 @@ def test_an_async_store_used_again_after_aclose_makes_a_new_pool(postgres_url, t
         await store.aclose()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_closing_the_store_in_a_forked_worker_leaves_the_parents_connections_working(postgres_store):
+    """A worker forked from a process that used the store (gunicorn --preload) and closes the
+    store on its way out must not end the connections it inherited: they are the parent's."""
+    sid = new_session_id()
+    postgres_store.create(sid, record({"a": "1"}))
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's status is what the parent checks
+        try:
+            postgres_store.close()
+        finally:
+            os._exit(0)
+    assert os.waitpid(child, 0)[1] == 0
+    assert all(postgres_store.load(sid).data == {"a": "1"} for _ in range(8))

@@ -195,7 +195,8 @@ class PostgresStore(PostgresOptions[ConnectionPool]):
             return dict(zip(("sessions table", "locks table"), row))
 
     def close(self) -> None:
-        """Close this process's pool, if the store made it."""
-        if self._pool is not None:  # only a pool the store made
+        """Close this process's pool, if the store made it. A pool inherited through a fork is
+        left to its parent: closing its connections here would end them for the parent too."""
+        if self._pool is not None and self._pid == os.getpid():  # only a pool this process made
             self._pool.close()
-            self._pool = None
+        self._pool = None
