@@ -17,7 +17,8 @@ to the key, so that, as with any rotate, no moment has both opening it), and
 deleting it removes both. Reads alone leave it where it is. A move carries the
 session as stored, and the write's changes follow as an ``apply`` to the key:
 two requests that move one session at once both land their changes, key by
-key, as on any other session.
+key, as on any other session (on every store whose rotate is atomic: not on a
+Redis Cluster).
 """
 
 from __future__ import annotations
@@ -90,11 +91,12 @@ async def write_async(store: Any, change: Write) -> bool:
 
 def _moved(store: Any, sid: SessionId, key: str, record: Optional[Record] = None) -> bool:
     """Rotate legacy ``sid`` from its raw ID to ``key``, holding ``record`` (None: the session
-    as stored), then :func:`_forget` the raw ID; False, changing nothing, if the raw ID was gone.
+    as stored), then :func:`_forget` the raw ID; False if the raw ID was gone.
 
     When a concurrent request has moved the session meanwhile, its move stands: the raw ID is
-    gone, or on Redis the rotate finds the key there and writes nothing (it takes that for a
-    retry of its own call).
+    gone, or on a single Redis the rotate finds the key there and writes nothing (it takes that
+    for a retry of its own call). A Redis Cluster's rotate is two steps in two slots, so there
+    two moves at once can still end the session (see docs/security.md).
     """
     old = store.load(str(sid))
     if old is None or store.rotate(str(sid), key, old if record is None else record) is False:

@@ -307,10 +307,14 @@ def test_a_logout_racing_the_move_of_a_legacy_session_still_ends_it(kind, tmp_pa
     assert store.load(legacy.key) is None and store.load(raw) is None
 
 
+@pytest.mark.parametrize("at_rest", [kind for kind in STORES if kind != "redis-cluster"], indirect=True)
 def test_two_writes_racing_the_move_of_a_legacy_session_both_persist(at_rest):
     """Two requests of one legacy session change different keys at once: the second has read
     the raw ID when the first moves the session to its key and writes. Both changes persist, as
-    they would on a session already under its key, and the raw ID is gone."""
+    they would on a session already under its key, and the raw ID is gone.
+
+    Not on Redis Cluster, whose move takes two steps in two slots (documented in
+    docs/security.md): there the second request's move can still end the session."""
     store, dump = at_rest
     raw = new_session_id()
     now = time.time()

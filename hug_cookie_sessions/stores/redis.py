@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Any, Collection, Mapping, NamedTuple, Optional, Union
+from typing import Collection, Mapping, NamedTuple, Optional, Union
 
 try:
     import redis
@@ -156,16 +156,10 @@ class RedisStore:
         return layout.loaded_record(fields, time.time(), sid)
 
     def create(self, sid: str, record: Record) -> None:
-        backend = self._connected()
-        self._create(backend, backend.scripts.create, sid, record)
-
-    def _create(self, backend: _Redis, script: Any, sid: str, record: Record) -> bool:
-        """Store ``record`` as session ``sid`` by ``script`` (:data:`~.redis_layout.CREATE` or
-        ``CREATE_NEW``); False when ``CREATE_NEW`` found the session there already."""
-        key = self._keys.session(sid)
+        backend, key = self._connected(), self._keys.session(sid)
         with self._failures("create"):
             index = self._index(backend, record.user_id, key, record.expires_at)
-            return bool(script(keys=[key, *index], args=layout.create_args(record)))
+            backend.scripts.create(keys=[key, *index], args=layout.create_args(record))
 
     def apply(
         self,
@@ -191,8 +185,7 @@ class RedisStore:
                 keys += self._index(backend, record.user_id, keys[1], record.expires_at)
                 return bool(backend.scripts.rotate(keys=keys, args=layout.rotate_args(record, time.time())))
         # Redis Cluster: create the new hash, then retire the old one (see the module docstring).
-        if not self._create(backend, backend.scripts.create_new, new_sid, record):
-            return True  # the new session exists already: the retry of a call that ran, as ROTATE says
+        self.create(new_sid, record)
         try:
             with self._failures("rotate"):
                 retired = backend.scripts.retire(

@@ -137,15 +137,11 @@ class AsyncRedisStore:
         return layout.loaded_record(fields, time.time(), sid)
 
     async def create(self, sid: str, record: Record) -> None:
-        await self._create(self._scripts.create, sid, record)
-
-    async def _create(self, script: Any, sid: str, record: Record) -> bool:
-        """``RedisStore._create``, awaited."""
         key = self._keys.session(sid)
         with self._failures("create"):
             await self._index_first(record.user_id, key, record.expires_at)
             keys = self._script_keys(key, record.user_id)
-            return bool(await self._run(script, keys, layout.create_args(record)))
+            await self._run(self._scripts.create, keys, layout.create_args(record))
 
     async def apply(
         self,
@@ -180,8 +176,7 @@ class AsyncRedisStore:
 
     async def _rotate_across_slots(self, old_sid: str, new_sid: str, record: Record) -> bool:
         """Redis Cluster: create the new hash, then retire the old one (``RedisStore.rotate``)."""
-        if not await self._create(self._scripts.create_new, new_sid, record):
-            return True  # the new session exists already: the retry of a call that ran
+        await self.create(new_sid, record)
         args: list[Union[str, int]] = [repr(time.time()), new_sid, layout.TOMBSTONE_MS]
         try:
             with self._failures("rotate"):

@@ -90,15 +90,6 @@ end
 #: KEYS[1] session, KEYS[2] its user's index (optional); ARGV: expire-at ms, field/value pairs.
 CREATE = LUA_HELPERS + "redis.call('DEL', KEYS[1])\nreturn write(1, 2, #ARGV, ARGV[1], 2)\n"
 
-#: CREATE's keys and ARGV. Step 1 of a Redis Cluster rotate: returns 0, writing nothing, when
-#: the new session exists already (a retry of this call, or a concurrent request's move of a
-#: legacy session to the same key), as ROTATE does on a single Redis.
-CREATE_NEW = (
-    LUA_HELPERS
-    + "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
-    + "return write(1, 2, #ARGV, ARGV[1], 2)\n"
-)
-
 #: KEYS[1] session, KEYS[2] the index of a user it is bound to now (optional);
 #: ARGV: now, expire-at ms, pair count n, n field/value pairs, fields to delete.
 #: Returns 0, writing nothing, if the session is gone.
@@ -170,7 +161,6 @@ class Scripts(NamedTuple):
     """The scripts above, registered on one client (blocking or asyncio alike)."""
 
     create: Any
-    create_new: Any
     apply: Any
     rotate: Any
     retire: Any
@@ -182,8 +172,8 @@ class Scripts(NamedTuple):
     @classmethod
     def register(cls, client: Any) -> Scripts:
         """Register every script on ``client``; no round trip (redis-py loads a script on first use)."""
-        texts = [CREATE, CREATE_NEW, APPLY, ROTATE, RETIRE, END_USER_SESSION, ACQUIRE_LOCK, RELEASE_LOCK]
-        return cls(*(client.register_script(text) for text in [*texts, INDEX_ADD]))
+        texts = (CREATE, APPLY, ROTATE, RETIRE, END_USER_SESSION, ACQUIRE_LOCK, RELEASE_LOCK, INDEX_ADD)
+        return cls(*(client.register_script(text) for text in texts))
 
 
 class Keys:
