@@ -200,6 +200,17 @@ def test_cluster_regenerate_moves_a_session_across_slots_and_the_old_key_opens_n
     assert cluster_store.load(old) is None
 
 
+def test_a_cluster_regenerate_retried_after_its_first_step_still_retires_the_old_id(cluster_store):
+    """redis-py runs a script again when its reply is lost: a rotate whose first attempt created
+    the new hash before the connection failed must still end the old ID on the retry."""
+    old, new = new_session_id(), new_session_id()
+    cluster_store.create(old, record({"a": "1"}, user_id="ada"))
+    cluster_store.create(new, record({"a": "1"}, user_id="ada"))  # the first attempt's step 1
+    assert cluster_store.rotate(old, new, record({"a": "1"}, user_id="ada")) is True
+    assert cluster_store.load(old) is None and cluster_store.load(new).data == {"a": "1"}
+    assert set(cluster_store.user_sessions("ada")) == {new}
+
+
 # -- failures ----------------------------------------------------------------------------------
 
 
