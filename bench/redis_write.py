@@ -12,7 +12,10 @@ each call one ``run_until_complete`` of one coroutine:
 - ``ours``: ``AsyncRedisStore.load`` then ``AsyncRedisStore.apply``;
 - ``star``: starsessions ``RedisStore.read`` then ``RedisStore.write`` of the
   same session as JSON;
-- ``raw-star``: ``GET`` then ``SET ... EX``: the floor of starsessions' layout.
+- ``raw-star``: ``GET`` then ``SET ... EX``: the floor of starsessions' layout;
+- ``raw-json``: ``GET`` then ``EVALSHA`` of :data:`JSON_APPLY`: the floor of another layout
+  that would keep one atomic, per-key-merging script (the session one JSON string, merged
+  by the script), to tell what the hash costs from what the script costs.
 
 All four run interleaved in the same rounds (:mod:`bench.sidebyside`), once by
 wall time and once by this process's CPU time (``time.process_time``: Redis's
@@ -51,6 +54,19 @@ HOUR = 3600
 SID = "5" * 64
 #: (variant, the difference printed as variant - baseline)
 DIFFERENCES = (("ours", "raw-ours"), ("star", "raw-star"), ("ours", "star"), ("raw-ours", "raw-star"))
+DIFFERENCES += (("raw-json", "raw-star"), ("raw-json", "raw-ours"))
+
+#: KEYS[1] a session as one JSON string; ARGV: now, ms to live, then key/value pairs to merge.
+#: Returns 0, writing nothing, if the session is gone (as APPLY does).
+JSON_APPLY = """
+local text = redis.call('GET', KEYS[1])
+if not text then return 0 end
+local session = cjson.decode(text)
+if tonumber(session.expires) <= tonumber(ARGV[1]) then return 0 end
+for i = 3, #ARGV, 2 do session.data[ARGV[i]] = ARGV[i + 1] end
+redis.call('SET', KEYS[1], cjson.encode(session), 'PX', ARGV[2])
+return 1
+"""
 BASE_DIFFERENCES = (("ours", "base"), ("base", "star"))
 
 
@@ -67,6 +83,8 @@ def variants(
     args = layout.apply_args({"n": "2"}, (), expires_at, None, None, time.time())
     star_data = json.dumps({"n": 2}).encode()
     raw_key = prefix + "raw:" + SID
+    json_key, json_script = prefix + "json:" + SID, client.register_script(JSON_APPLY)
+    json_session = json.dumps({"created": time.time(), "expires": expires_at, "data": {"n": "1"}})
 
     async def raw_ours() -> None:
         await client.hgetall(key)
@@ -89,14 +107,21 @@ def variants(
         await client.get(raw_key)
         await client.set(raw_key, star_data, ex=HOUR)
 
+    async def raw_json() -> None:
+        await client.get(json_key)
+        await client.evalsha(json_script.sha, 1, json_key, repr(time.time()), HOUR * 1000, "n", "2")
+
     async def prepare() -> None:
         await ours.create(SID, Record({"n": "1"}, time.time(), expires_at))
         await client.script_load(script.script)
+        await client.set(json_key, json_session)
+        await client.script_load(JSON_APPLY)
         await star_write()
         await raw_star()
 
     asyncio.get_event_loop().run_until_complete(prepare())
     writes = {"raw-ours": raw_ours, "ours": ours_write, "star": star_write, "raw-star": raw_star}
+    writes["raw-json"] = raw_json
     return {**writes, "base": base_write} if base is not None else writes
 
 
@@ -131,7 +156,7 @@ def main() -> None:
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--number", type=int, default=200, help="writes per variant per round")
-    parser.add_argument("--profile", choices=("raw-ours", "ours", "star", "raw-star"))
+    parser.add_argument("--profile", choices=("raw-ours", "ours", "star", "raw-star", "raw-json"))
     parser.add_argument("--base", metavar="COMMIT", help="also time this commit's AsyncRedisStore")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
